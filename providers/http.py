@@ -1,8 +1,30 @@
-"""The one module that talks HTTP (httpx): requests, retries, limits, record/replay."""
+"""The one module that talks HTTP (httpx): requests, retries, limits, record/replay, cache use.
+
+Retry policy, written once: 408/409/429/5xx, timeouts, connection errors and unreadable
+bodies are retried with capped, jittered exponential backoff, honouring `retry-after-ms` /
+`Retry-After`; other 4xx and a 429 `insufficient_quota` fail at once.
+"""
 
 from __future__ import annotations
 
+import email.utils
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import anyio
 import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from providers import errors
+from providers.cache_key import cache_key
+from providers.fixtures import Exchange, exchange_key, load_exchanges, write_exchange
+
+T = TypeVar("T")
 
 
 def health_ok(base_url: str, timeout_s: float = 2.0) -> bool:
@@ -12,3 +34,300 @@ def health_ok(base_url: str, timeout_s: float = 2.0) -> bool:
         return httpx.get(f"{root}/health", timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+class ResponseCache(Protocol):
+    """What the HTTP layer needs from a cache; `blackbox_audit.cache` provides one on disk."""
+
+    def get(self, key: str) -> Any | None: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    max_retry_after_s: float = 120.0
+    jitter_s: float = 0.5
+
+
+@dataclass
+class RequestStats:
+    """Counts for manifests and benchmarks: what went over the wire, what the cache saved."""
+
+    http_requests: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    by_path: dict[str, int] = field(default_factory=dict)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if (ms := lowered.get("retry-after-ms")) is not None:
+        try:
+            value = float(ms) / 1000.0
+            return value if math.isfinite(value) and value >= 0 else None
+        except ValueError:
+            pass
+    raw = lowered.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+        return value if math.isfinite(value) and value >= 0 else None
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(raw)
+    if parsed is None:
+        return None
+    delay = email.utils.mktime_tz(parsed) - (time.time() if now is None else now)
+    return max(delay, 0.0)
+
+
+def _error_message(body: bytes) -> tuple[str, str | None]:
+    """The server's own message and error code/type, from OpenAI-style or plain bodies."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:500], None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or json.dumps(err)[:500]
+            code = err.get("code") or err.get("type")
+            return str(message), str(code) if code is not None else None
+        if isinstance(err, str):
+            return err, None
+        if "detail" in data:
+            return str(data["detail"]), None
+    return str(data)[:500], None
+
+
+def status_error(status: int, url: str, headers: Mapping[str, str], body: bytes, *, provider: str) -> errors.APIStatusError:
+    """Map an error status to the typed tree, with a message that says what to do next."""
+    message, code = _error_message(body)
+    retry_after = parse_retry_after(headers)
+    where = f"{provider} {url} answered {status}"
+    kwargs = dict(status=status, url=url, retry_after_s=retry_after)
+    if status == 429 and code is not None and "insufficient_quota" in code:
+        return errors.QuotaExceededError(
+            f"{where}: {message} (insufficient_quota: add credit or use another key; retrying cannot help)", **kwargs
+        )
+    if status == 429:
+        return errors.RateLimitError(f"{where}: {message}", **kwargs)
+    if status == 408:
+        return errors.RequestTimeoutError(f"{where}: {message}", **kwargs)
+    if status == 409:
+        return errors.ConflictError(f"{where}: {message}", **kwargs)
+    if status >= 500:
+        return errors.ServerError(f"{where}: {message}", **kwargs)
+    if status in (401, 403):
+        return errors.AuthenticationError(
+            f"{where}: {message} (check the API key: --api-key or the OPENAI_API_KEY environment variable)", **kwargs
+        )
+    if status == 404:
+        return errors.NotFoundError(f"{where}: {message}", **kwargs)
+    return errors.BadRequestError(f"{where}: {message}", **kwargs)
+
+
+def _wait_for(policy: RetryPolicy) -> Callable[[Any], float]:
+    backoff = wait_exponential_jitter(initial=policy.initial_backoff_s, max=policy.max_backoff_s, jitter=policy.jitter_s)
+
+    def wait(retry_state: Any) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(error, "retry_after_s", None)
+        if retry_after is not None:
+            return min(retry_after, policy.max_retry_after_s)
+        return backoff(retry_state)
+
+    return wait
+
+
+class HttpClient:
+    """One endpoint's HTTP client: concurrency limit, retries, response cache, request counts."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        provider: str,
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        timeout_s: float = 300.0,
+        retry: RetryPolicy = RetryPolicy(),
+        cache: ResponseCache | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.provider = provider
+        self.cache = cache
+        self.stats = RequestStats()
+        self._retry = retry
+        self._sleep = sleep
+        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 30.0)),
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        parse: Callable[[Any], T],
+        *,
+        cached: bool = True,
+    ) -> T:
+        """Send (or answer from cache) one request; `parse` validates before anything is cached."""
+        return (
+            await self.request_batch(path, [body], merge=lambda b: b[0], split=lambda p, k: [p], parse=parse, method=method, cached=cached)
+        )[0]
+
+    async def request_batch(
+        self,
+        path: str,
+        bodies: list[dict[str, Any] | None],
+        *,
+        merge: Callable[[list[Any]], dict[str, Any]],
+        split: Callable[[Any, int], list[Any]],
+        parse: Callable[[Any], T] | list[Callable[[Any], T]],
+        method: str = "POST",
+        cached: bool = True,
+    ) -> list[T]:
+        """Several requests sent as one (`merge`), answered and cached one by one (`split`).
+
+        Each item is cached under the key of its own single request, so a rerun hits the cache
+        whatever the batch composition was.
+        """
+        parsers = parse if isinstance(parse, list) else [parse] * len(bodies)
+        use_cache = cached and self.cache is not None
+        keys = [cache_key(self.base_url, method, path, b)[0] for b in bodies] if use_cache else []
+        results: list[Any] = [None] * len(bodies)
+        misses: list[int] = []
+        for i in range(len(bodies)):
+            hit = self.cache.get(keys[i]) if use_cache else None
+            if hit is not None:
+                try:
+                    results[i] = parsers[i](hit)
+                    self.stats.cache_hits += 1
+                    continue
+                except errors.ResponseShapeError:
+                    pass
+            if use_cache:
+                self.stats.cache_misses += 1
+            misses.append(i)
+        if not misses:
+            return results
+        merged = merge([bodies[i] for i in misses])
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retry.max_attempts),
+            wait=_wait_for(self._retry),
+            retry=retry_if_exception(errors.is_retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.stats.retries += 1
+                parts = split(await self._send(method, path, merged), len(misses))
+                parsed = [parsers[i](part) for i, part in zip(misses, parts, strict=True)]
+        for i, part, value in zip(misses, parts, parsed, strict=True):
+            results[i] = value
+            if use_cache:
+                self.cache.set(keys[i], part)
+        return results
+
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        async with self._limiter:
+            self.stats.http_requests += 1
+            self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
+            try:
+                response = await self._client.request(method, path, json=body)
+                content = await response.aread()
+            except httpx.TimeoutException as exc:
+                raise errors.TransportError(f"{self.provider} {self.base_url}{path}: timed out ({type(exc).__name__})") from exc
+            except httpx.TransportError as exc:
+                raise errors.TransportError(
+                    f"{self.provider} {self.base_url}{path}: {type(exc).__name__}: {exc or 'connection failed'}"
+                    " (is the server running and the base URL right?)"
+                ) from exc
+        if response.status_code >= 400:
+            raise status_error(
+                response.status_code, f"{self.base_url}{path}", response.headers, content, provider=self.provider
+            )
+        try:
+            return json.loads(content)
+        except ValueError as exc:
+            raise errors.ResponseShapeError(
+                self.provider, path, f"body is not JSON ({len(content)} bytes)", retryable=True
+            ) from exc
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Passes requests through and writes each exchange to `directory`, auth stripped."""
+
+    def __init__(self, directory: Path, meta: dict[str, str], inner: httpx.AsyncBaseTransport | None = None):
+        self.directory = directory
+        self.meta = meta
+        self._inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        content = await response.aread()
+        body = json.loads(request.content) if request.content else None
+        try:
+            response_body = json.loads(content)
+        except ValueError:
+            response_body = content.decode("utf-8", "replace")
+        write_exchange(
+            self.directory,
+            Exchange(
+                method=request.method,
+                path=request.url.path,
+                request_body=body,
+                status=response.status_code,
+                response_headers=dict(response.headers),
+                response_body=response_body,
+                meta=self.meta,
+            ),
+        )
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ReplayTransport(httpx.AsyncBaseTransport):
+    """Answers only recorded requests; anything else raises `FixtureMissError`."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._exchanges = load_exchanges(directory)
+        self.requests_served = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        exchange = self._exchanges.get(exchange_key(request.method, request.url.path, body))
+        if exchange is None:
+            raise errors.FixtureMissError(
+                f"no recorded exchange in {self.directory} for {request.method} {request.url.path} {json.dumps(body)[:300]}"
+                " (record it from a real server: blackbox-audit fixtures record)"
+            )
+        self.requests_served += 1
+        body_out = exchange.response_body
+        content = body_out.encode() if isinstance(body_out, str) else json.dumps(body_out).encode()
+        return httpx.Response(exchange.status, headers=exchange.response_headers, content=content)

@@ -1,0 +1,371 @@
+"""The adapter for OpenAI-compatible endpoints; dialects subclass it for their quirks.
+
+Scoring a continuation (the continuation is the unit of truth):
+1. context ids: the endpoint's own tokenization of the context (chat template included);
+2. continuation ids: the continuation tokenized alone, without special tokens
+   (as lm-evaluation-harness does), accepted only if they decode to exactly the continuation;
+   otherwise the joint tokenization of context + continuation is used and the straddling
+   first token is reported (`alignment="widened"`, `n_context_chars`);
+3. one echo (or `prompt_logprobs`) request on the concatenated ids, several per request
+   when the endpoint takes a list of prompts; the last len(continuation ids) are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import anyio
+
+from providers.errors import AlignmentError, CapabilityError
+from providers.http import HttpClient
+from providers.records import (
+    Capabilities,
+    ChatMessage,
+    GenerateRequest,
+    Generation,
+    Prompt,
+    ScoredContinuation,
+    ScoreRequest,
+    TokenLogprob,
+    ends_with_prefill,
+    is_chat,
+)
+from providers.wire import Wire
+
+ScoreVia = Literal["echo", "prompt_logprobs"]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A continuation's scoring plan: the ids to send and how many trailing ones to keep."""
+
+    prompt_ids: list[int]
+    n_scored: int
+    alignment: Literal["exact", "widened"]
+    covered_text: str
+    n_context_chars: int
+
+
+class OpenAICompatibleProvider:
+    """Any OpenAI-compatible server; abilities are declared (or probed) in `capabilities`."""
+
+    dialect: ClassVar[str] = "generic"
+    echo_max_tokens: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        http: HttpClient,
+        model: str,
+        capabilities: Capabilities,
+        *,
+        score_via: ScoreVia | None = None,
+        max_batch_prompts: int = 16,
+    ):
+        self.http = http
+        self.model = model
+        self.capabilities = capabilities
+        self.wire = Wire(f"{self.dialect} {http.base_url} ({model})")
+        self.score_via: ScoreVia = score_via or ("echo" if capabilities.echo_scoring else "prompt_logprobs")
+        self.max_batch_prompts = max_batch_prompts if capabilities.batch_prompts else 1
+        self.server_version: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.http.base_url
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- capability checks, before any request --------------------------------------------
+
+    def check_can_generate(self, prompt: Prompt) -> None:
+        caps = self.capabilities
+        if not is_chat(prompt) and not caps.generate_raw:
+            raise CapabilityError(
+                f"{self.wire.provider} cannot generate from raw text (/v1/completions with logprobs);"
+                " use the chat framing"
+            )
+        if is_chat(prompt) and not caps.generate_chat:
+            raise CapabilityError(
+                f"{self.wire.provider} cannot generate chat completions with logprobs; use the raw framing"
+            )
+        if ends_with_prefill(prompt) and not caps.chat_prefill:
+            raise CapabilityError(
+                f"{self.wire.provider} cannot continue an assistant prefill (no continue_final_message);"
+                " use the raw framing, or a chat framing without prefill"
+            )
+
+    def check_can_score(self, context: Prompt) -> None:
+        caps = self.capabilities
+        missing = [
+            name
+            for name, ok in (
+                ("echo or prompt_logprobs scoring", caps.echo_scoring or caps.prompt_logprobs),
+                ("tokenization (/tokenize or a local tokenizer)", caps.tokenize),
+                ("token-id prompts", caps.token_id_prompts),
+                ("chat-template tokenization", caps.chat_tokenize or not is_chat(context)),
+            )
+            if not ok
+        ]
+        if missing:
+            raise CapabilityError(
+                f"{self.wire.provider} cannot score given text: missing {', '.join(missing)}."
+                " Use a self-hosted vLLM server (blackbox-audit local-vllm up) as the reference."
+            )
+
+    # -- generation -----------------------------------------------------------------------
+
+    def _sampling(self, request: GenerateRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "n": request.n,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = list(request.stop)
+        return body
+
+    def generate_body(self, request: GenerateRequest) -> tuple[str, dict[str, Any]]:
+        body = self._sampling(request)
+        if is_chat(request.prompt):
+            body["messages"] = [m.model_dump() for m in request.prompt]
+            body["logprobs"] = True
+            body["top_logprobs"] = 0
+            return "/chat/completions", body
+        body["prompt"] = request.prompt
+        body["logprobs"] = 0
+        return "/completions", body
+
+    async def generate(self, request: GenerateRequest) -> Generation:
+        return (await self.generate_many([request]))[0]
+
+    async def generate_many(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Raw prompts with equal settings go several to a request; chat ones one each."""
+        for request in requests:
+            self.check_can_generate(request.prompt)
+        plans = [self.generate_body(r) for r in requests]
+        results: list[Generation | None] = [None] * len(requests)
+        batchable = [i for i, (path, _) in enumerate(plans) if path == "/completions" and self.max_batch_prompts > 1]
+        singles = [i for i in range(len(requests)) if i not in set(batchable)]
+
+        async def run_single(i: int) -> None:
+            path, body = plans[i]
+            n = requests[i].n
+            parse = self._parse_chat_generation if path == "/chat/completions" else self._parse_generation
+            results[i] = await self.http.request("POST", path, body, lambda p: parse(p, n))
+
+        async def run_batch(indices: list[int]) -> None:
+            bodies = [plans[i][1] for i in indices]
+            n = requests[indices[0]].n
+            generations = await self.http.request_batch(
+                "/completions",
+                bodies,
+                merge=_merge_prompts,
+                split=lambda payload, k: _split_choices(payload, k, n),
+                parse=lambda p: self._parse_generation(p, n),
+            )
+            for i, generation in zip(indices, generations, strict=True):
+                results[i] = generation
+
+        async with anyio.create_task_group() as tg:
+            for i in singles:
+                tg.start_soon(run_single, i)
+            for group in _groups_of_equal_settings(batchable, plans, self.max_batch_prompts):
+                tg.start_soon(run_batch, group)
+        return [r for r in results if r is not None]
+
+    def _parse_generation(self, payload: Any, n: int) -> Generation:
+        choices = self.wire.choices(payload, n)
+        return Generation(
+            completions=tuple(self.wire.completion(c, i) for i, c in enumerate(choices)),
+            usage=self.wire.usage(payload),
+        )
+
+    def _parse_chat_generation(self, payload: Any, n: int) -> Generation:
+        choices = self.wire.choices(payload, n)
+        return Generation(
+            completions=tuple(self.wire.chat_completion(c, i) for i, c in enumerate(choices)),
+            usage=self.wire.usage(payload),
+        )
+
+    # -- tokenization -----------------------------------------------------------------------
+
+    async def tokenize(self, prompt: Prompt, *, add_special_tokens: bool = True) -> list[int]:
+        if not self.capabilities.tokenize or (is_chat(prompt) and not self.capabilities.chat_tokenize):
+            raise CapabilityError(f"{self.wire.provider} has no tokenizer for this prompt")
+        body: dict[str, Any] = {"model": self.model}
+        if is_chat(prompt):
+            prefill = ends_with_prefill(prompt)
+            body.update(
+                messages=[m.model_dump() for m in prompt],
+                add_generation_prompt=not prefill,
+                continue_final_message=prefill,
+            )
+        else:
+            body.update(prompt=prompt, add_special_tokens=add_special_tokens)
+        return await self.http.request("POST", self.tokenize_path("/tokenize"), body, self.wire.tokenize)
+
+    async def detokenize(self, token_ids: Sequence[int]) -> str:
+        body = {"model": self.model, "tokens": list(token_ids)}
+        return await self.http.request("POST", self.tokenize_path("/detokenize"), body, self.wire.detokenize)
+
+    def tokenize_path(self, path: str) -> str:
+        """vLLM serves /tokenize beside /v1, not under it."""
+        return path
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    async def score(self, request: ScoreRequest) -> ScoredContinuation:
+        return (await self.score_many([request]))[0]
+
+    async def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoredContinuation]:
+        for request in requests:
+            self.check_can_score(request.context)
+        plans: list[_Prepared | None] = [None] * len(requests)
+
+        async def prepare(i: int) -> None:
+            plans[i] = await self._prepare(requests[i])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(requests)):
+                tg.start_soon(prepare, i)
+        prepared = [p for p in plans if p is not None]
+        results: list[ScoredContinuation] = []
+        for start in range(0, len(prepared), self.max_batch_prompts):
+            chunk = prepared[start : start + self.max_batch_prompts]
+            results.extend(await self._score_prepared(chunk))
+        return results
+
+    async def _prepare(self, request: ScoreRequest) -> _Prepared:
+        context_ids, continuation_ids = await _gather(
+            self.tokenize(request.context),
+            self.tokenize(request.continuation, add_special_tokens=False),
+        )
+        if not context_ids:
+            raise AlignmentError(f"{self.wire.provider}: the context tokenizes to nothing; nothing to condition on")
+        if continuation_ids and await self.detokenize(continuation_ids) == request.continuation:
+            return _Prepared(context_ids + continuation_ids, len(continuation_ids), "exact", request.continuation, 0)
+        return await self._prepare_joint(request, context_ids)
+
+    async def _prepare_joint(self, request: ScoreRequest, context_ids: list[int]) -> _Prepared:
+        """Canonical tokenization of context + continuation; report a straddling first token."""
+        joint_ids = await self.tokenize(_append(request.context, request.continuation))
+        shared = 0
+        for a, b in zip(context_ids, joint_ids):
+            if a != b:
+                break
+            shared += 1
+        if shared == 0 or shared == len(joint_ids):
+            raise AlignmentError(
+                f"{self.wire.provider}: cannot locate the continuation {request.continuation[:40]!r} in the tokens"
+            )
+        covered = await self.detokenize(joint_ids[shared:])
+        context_text = request.context if isinstance(request.context, str) else request.context[-1].content
+        n_context_chars = len(covered) - len(request.continuation)
+        if not covered.endswith(request.continuation) or n_context_chars < 0 or not context_text.endswith(
+            covered[:n_context_chars]
+        ):
+            raise AlignmentError(
+                f"{self.wire.provider}: the scored tokens decode to {covered[:60]!r}, which does not end with the"
+                f" continuation {request.continuation[:60]!r}"
+            )
+        alignment = "exact" if n_context_chars == 0 else "widened"
+        return _Prepared(joint_ids, len(joint_ids) - shared, alignment, covered, n_context_chars)
+
+    def score_body(self, prompt_ids: list[int]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "prompt": prompt_ids}
+        if self.score_via == "echo":
+            body.update(echo=True, max_tokens=self.echo_max_tokens, logprobs=0)
+        else:
+            body.update(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        return body
+
+    async def _score_prepared(self, chunk: list[_Prepared]) -> list[ScoredContinuation]:
+        bodies = [self.score_body(p.prompt_ids) for p in chunk]
+
+        def parse_one(p: _Prepared):
+            def parse(payload: Any) -> list[TokenLogprob]:
+                choice = self.wire.choices(payload, 1)[0]
+                if self.score_via == "echo":
+                    return self.wire.echo_logprobs(choice, 0, p.prompt_ids, p.n_scored)
+                entries = self.wire.get(choice, "prompt_logprobs", "choices[0].prompt_logprobs")
+                return self.wire.prompt_logprobs(entries, "choices[0].prompt_logprobs", p.prompt_ids, p.n_scored)
+
+            return parse
+
+        if len(chunk) == 1:
+            token_lists = [await self.http.request("POST", "/completions", bodies[0], parse_one(chunk[0]))]
+        else:
+            parsers = [parse_one(p) for p in chunk]
+            token_lists = await self.http.request_batch(
+                "/completions",
+                bodies,
+                merge=_merge_prompts,
+                split=lambda payload, k: _split_choices(payload, k, 1),
+                parse=parsers,
+            )
+        return [
+            ScoredContinuation(
+                tokens=tuple(tokens),
+                alignment=p.alignment,
+                covered_text=p.covered_text,
+                n_context_chars=p.n_context_chars,
+            )
+            for p, tokens in zip(chunk, token_lists, strict=True)
+        ]
+
+
+def _append(context: Prompt, continuation: str) -> Prompt:
+    if isinstance(context, str):
+        return context + continuation
+    if ends_with_prefill(context):
+        last = context[-1]
+        return (*context[:-1], ChatMessage(role="assistant", content=last.content + continuation))
+    return (*context, ChatMessage(role="assistant", content=continuation))
+
+
+async def _gather(*awaitables):
+    results: list[Any] = [None] * len(awaitables)
+
+    async def run(i: int, aw) -> None:
+        results[i] = await aw
+
+    async with anyio.create_task_group() as tg:
+        for i, aw in enumerate(awaitables):
+            tg.start_soon(run, i, aw)
+    return results
+
+
+def _merge_prompts(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """One /v1/completions body for several prompts with otherwise equal settings."""
+    merged = {k: v for k, v in bodies[0].items() if k != "prompt"}
+    merged["prompt"] = [b["prompt"] for b in bodies]
+    return merged
+
+
+def _split_choices(payload: Any, k: int, n: int) -> list[Any]:
+    """Per-prompt payloads from a batched answer (choice index = prompt * n + j)."""
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not isinstance(choices, list) or len(choices) != k * n:
+        return [payload] * k  # each part then fails validation with a precise message
+    parts: list[list[Any]] = [[] for _ in range(k)]
+    for choice in choices:
+        index = choice.get("index") if isinstance(choice, dict) else None
+        if not isinstance(index, int) or not 0 <= index < k * n:
+            return [payload] * k
+        parts[index // n].append({**choice, "index": index % n})
+    return [{"choices": part} for part in parts]
+
+
+def _groups_of_equal_settings(indices: list[int], plans: list[tuple[str, dict[str, Any]]], size: int) -> list[list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i in indices:
+        settings = repr(sorted((k, v) for k, v in plans[i][1].items() if k != "prompt"))
+        groups.setdefault(settings, []).append(i)
+    return [g[s : s + size] for g in groups.values() for s in range(0, len(g), size)]

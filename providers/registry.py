@@ -1,0 +1,96 @@
+"""Pick the adapter for an endpoint: by name, or by what the server says it is."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import anyio
+import httpx
+
+from providers import errors
+from providers.http import HttpClient, ResponseCache, RetryPolicy
+from providers.openai import OpenAIProvider, openai_capabilities
+from providers.openai_compatible import OpenAICompatibleProvider, ScoreVia
+from providers.records import Capabilities
+from providers.vllm import VLLM_CAPABILITIES, VLLMProvider
+
+Dialect = Literal["auto", "vllm", "openai", "generic"]
+DIALECTS: tuple[str, ...] = ("auto", "vllm", "openai", "generic")
+
+GENERIC_CAPABILITIES = Capabilities(
+    generate_raw=True,
+    generate_chat=True,
+    chat_prefill=False,
+    echo_scoring=False,
+    prompt_logprobs=False,
+    tokenize=False,
+    chat_tokenize=False,
+    token_id_prompts=False,
+    batch_prompts=False,
+    max_top_logprobs=5,
+)
+"""What we assume of an unknown server until it is declared or probed (blackbox-audit probe)."""
+
+
+def _server_version(payload: Any) -> str:
+    if not isinstance(payload, dict) or not isinstance(payload.get("version"), str):
+        raise errors.ResponseShapeError("endpoint", "/version", "no version string")
+    return payload["version"]
+
+
+async def connect(
+    base_url: str,
+    model: str,
+    *,
+    dialect: Dialect = "auto",
+    api_key: str | None = None,
+    capabilities: Capabilities | None = None,
+    cache: ResponseCache | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    max_concurrency: int = 8,
+    max_batch_prompts: int = 16,
+    score_via: ScoreVia | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> OpenAICompatibleProvider:
+    """An adapter for `model` at `base_url` (an OpenAI-style URL ending in /v1)."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    http = HttpClient(
+        base_url,
+        provider=dialect,
+        api_key=api_key,
+        max_concurrency=max_concurrency,
+        retry=retry,
+        cache=cache,
+        transport=transport,
+        sleep=sleep,
+    )
+    server_version = None
+    if dialect == "auto":
+        if "api.openai.com" in base_url:
+            dialect = "openai"
+        else:
+            try:
+                root = http.base_url.removesuffix("/v1")
+                server_version = await http.request("GET", f"{root}/version", None, _server_version)
+                dialect = "vllm"
+            except (errors.NotFoundError, errors.BadRequestError, errors.ResponseShapeError):
+                dialect = "generic"
+            except errors.ProviderError:
+                await http.aclose()
+                raise
+    http.provider = dialect
+    cls: type[OpenAICompatibleProvider]
+    if dialect == "vllm":
+        cls, default_caps = VLLMProvider, VLLM_CAPABILITIES
+    elif dialect == "openai":
+        cls, default_caps = OpenAIProvider, openai_capabilities(model)
+    else:
+        cls, default_caps = OpenAICompatibleProvider, GENERIC_CAPABILITIES
+    provider = cls(
+        http, model, capabilities or default_caps, score_via=score_via, max_batch_prompts=max_batch_prompts
+    )
+    provider.server_version = server_version
+    return provider
