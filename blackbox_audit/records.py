@@ -1,0 +1,101 @@
+"""Typed records that travel through the audit, stage by stage.
+
+prefills -> target generation -> reference scoring -> gap -> ranking -> report.
+Logprobs and NLLs are in nats; `bits_per_byte` is in bits per UTF-8 byte.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Document(Record):
+    """One corpus document; `doc_id` is stable across runs (source name + index or path)."""
+
+    doc_id: str
+    source: str
+    text: str
+
+
+class Prefill(Record):
+    """The first k tokens of a document under the target's tokenizer, as text."""
+
+    prefill_id: str
+    doc_id: str
+    source: str
+    text: str
+    n_tokens: int
+
+
+Framing = Literal["raw", "chat"]
+
+
+class TokenScore(Record):
+    """One token's text (as the endpoint decoded it; display only) and its logprob."""
+
+    text: str
+    logprob: float
+
+
+class TargetCompletion(Record):
+    """What the target generated after a prefill, with the logprob of each of its own tokens."""
+
+    prefill: Prefill
+    framing: Framing
+    completion: str
+    tokens: tuple[TokenScore, ...]
+    finish_reason: str | None
+
+
+AlignmentStatus = Literal["exact", "widened", "empty", "unaligned"]
+"""exact: both sides cover exactly the completion's bytes. widened: the reference's first token
+straddles the prefill/completion boundary (its numbers cover extra context bytes, recorded in
+`reference_extra_chars`). empty: nothing was generated. unaligned: the reference could not score
+the completion's bytes (reason in `alignment_detail`); such records carry no gap."""
+
+
+class SideStats(Record):
+    """One model's view of one completion. `ppl = exp(nll_nats / n_tokens)`."""
+
+    nll_nats: float
+    n_tokens: int = Field(ge=1)
+    n_bytes: int = Field(ge=1)
+    ppl: float
+    log_ppl: float
+    bits_per_byte: float
+
+
+class Gaps(Record):
+    """reference minus target, so positive means "the finetune made this text likelier"."""
+
+    ppl_diff: float
+    logppl_diff: float
+    bpb_diff: float
+
+
+class CompletionResult(Record):
+    """One line of results.jsonl: everything measured about one completion."""
+
+    prefill_id: str
+    doc_id: str
+    source: str
+    framing: Framing
+    prefill: str
+    completion: str
+    finish_reason: str | None
+    alignment: AlignmentStatus
+    alignment_detail: str = ""
+    reference_extra_chars: int = 0
+    target: SideStats | None
+    reference: SideStats | None
+    gaps: Gaps | None
+    degeneracy: float
+    target_tokens: tuple[TokenScore, ...]
+    reference_tokens: tuple[TokenScore, ...]
+    rank: int | None = None
