@@ -135,7 +135,7 @@ def status_error(status: int, url: str, headers: Mapping[str, str], body: bytes,
 
 
 def _wait_for(policy: RetryPolicy) -> Callable[[Any], float]:
-    backoff = wait_exponential_jitter(initial=policy.initial_backoff_s, max=policy.max_backoff_s, jitter=policy.jitter_s)
+    backoff = wait_exponential_jitter(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s, jitter=policy.jitter_s)
 
     def wait(retry_state: Any) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None

@@ -1,0 +1,17 @@
+"""Keep every test out of the user's real cache and key environment."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLACKBOX_AUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    for name in ("OPENAI_API_KEY", "BLACKBOX_AUDIT_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
