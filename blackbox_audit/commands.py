@@ -73,13 +73,13 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
     out = Path(args.out)
 
     async def go() -> int:
-        probe_provider = await connect(args.base_url, args.model, dialect=args.dialect)
-        server, version = probe_provider.dialect, probe_provider.server_version
-        await probe_provider.aclose()
+        detected = await connect(args.base_url, args.model)
+        await detected.aclose()
         meta = {
-            "server": server,
-            "version": version or "unknown",
+            "server": detected.dialect,
+            "version": detected.server_version or "unknown",
             "model": args.model,
+            "dialect": args.dialect if args.dialect != "auto" else detected.dialect,
             "base_url": args.base_url,
             "recorded": dt.date.today().isoformat(),
         }

@@ -12,7 +12,7 @@ Scoring a continuation (the continuation is the unit of truth):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -152,7 +152,7 @@ class OpenAICompatibleProvider:
         plans = [self.generate_body(r) for r in requests]
         results: list[Generation | None] = [None] * len(requests)
         batchable = [i for i, (path, _) in enumerate(plans) if path == "/completions" and self.max_batch_prompts > 1]
-        singles = [i for i in range(len(requests)) if i not in set(batchable)]
+        singles = sorted(set(range(len(requests))) - set(batchable))
 
         async def run_single(i: int) -> None:
             path, body = plans[i]
@@ -161,11 +161,10 @@ class OpenAICompatibleProvider:
             results[i] = await self.http.request("POST", path, body, lambda p: parse(p, n))
 
         async def run_batch(indices: list[int]) -> None:
-            bodies = [plans[i][1] for i in indices]
             n = requests[indices[0]].n
             generations = await self.http.request_batch(
                 "/completions",
-                bodies,
+                [plans[i][1] for i in indices],
                 merge=_merge_prompts,
                 split=lambda payload, k: _split_choices(payload, k, n),
                 parse=lambda p: self._parse_generation(p, n),
@@ -173,11 +172,10 @@ class OpenAICompatibleProvider:
             for i, generation in zip(indices, generations, strict=True):
                 results[i] = generation
 
-        async with anyio.create_task_group() as tg:
-            for i in singles:
-                tg.start_soon(run_single, i)
-            for group in _groups_of_equal_settings(batchable, plans, self.max_batch_prompts):
-                tg.start_soon(run_batch, group)
+        await _gather(
+            *(run_single(i) for i in singles),
+            *(run_batch(g) for g in _groups_of_equal_settings(batchable, plans, self.max_batch_prompts)),
+        )
         return [r for r in results if r is not None]
 
     def _parse_generation(self, payload: Any, n: int) -> Generation:
@@ -227,15 +225,7 @@ class OpenAICompatibleProvider:
     async def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoredContinuation]:
         for request in requests:
             self.check_can_score(request.context)
-        plans: list[_Prepared | None] = [None] * len(requests)
-
-        async def prepare(i: int) -> None:
-            plans[i] = await self._prepare(requests[i])
-
-        async with anyio.create_task_group() as tg:
-            for i in range(len(requests)):
-                tg.start_soon(prepare, i)
-        prepared = [p for p in plans if p is not None]
+        prepared: list[_Prepared] = await _gather(*(self._prepare(r) for r in requests))
         results: list[ScoredContinuation] = []
         for start in range(0, len(prepared), self.max_batch_prompts):
             chunk = prepared[start : start + self.max_batch_prompts]
@@ -330,20 +320,31 @@ def _append(context: Prompt, continuation: str) -> Prompt:
     return (*context, ChatMessage(role="assistant", content=continuation))
 
 
-async def _gather(*awaitables):
+async def _gather(*awaitables: Awaitable[Any]) -> list[Any]:
+    """Await concurrently; on failure raise the first error itself, not an ExceptionGroup."""
     results: list[Any] = [None] * len(awaitables)
 
-    async def run(i: int, aw) -> None:
+    async def run(i: int, aw: Awaitable[Any]) -> None:
         results[i] = await aw
 
-    async with anyio.create_task_group() as tg:
-        for i, aw in enumerate(awaitables):
-            tg.start_soon(run, i, aw)
+    try:
+        async with anyio.create_task_group() as tg:
+            for i, aw in enumerate(awaitables):
+                tg.start_soon(run, i, aw)
+    except BaseExceptionGroup as group:
+        raise _first_leaf(group) from None
     return results
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _merge_prompts(bodies: list[dict[str, Any]]) -> dict[str, Any]:
     """One /v1/completions body for several prompts with otherwise equal settings."""
+    if len(bodies) == 1:
+        return bodies[0]
     merged = {k: v for k, v in bodies[0].items() if k != "prompt"}
     merged["prompt"] = [b["prompt"] for b in bodies]
     return merged
