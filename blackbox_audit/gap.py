@@ -1,0 +1,120 @@
+"""How much likelier the target finds a completion than the reference does.
+
+Sign convention, used by every gap in this package: **reference minus target**. NLLs and
+perplexities are lower for likelier text, so a positive gap means the finetune made the
+text likelier than the reference thinks it is; the paper's score is
+`ppl_diff = PPL_reference - PPL_target`.
+
+Three scales, because raw perplexities are unbounded and per-token numbers depend on the
+tokenizer (see docs/method.md): `ppl_diff` (the paper's), `logppl_diff` (mean NLL per token,
+in nats) and `bpb_diff` (bits per UTF-8 byte, the only one comparable across tokenizers).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import zlib
+from collections.abc import Sequence
+from typing import Literal, get_args
+
+from blackbox_audit.records import Gaps, SideStats, TokenScore
+
+ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff"]
+SCORE_NAMES: tuple[ScoreName, ...] = get_args(ScoreName)
+
+LOGPROB_TOLERANCE = 1e-6
+"""Endpoints round; a logprob of +1e-9 is a certain token, +0.1 is a broken response."""
+
+_MAX_LOG_PPL = math.log(sys.float_info.max)
+_ZLIB_OVERHEAD_BYTES = len(zlib.compress(b"", 9))
+_REDUNDANCY_NORMAL = 0.55
+_REDUNDANCY_DEGENERATE = 0.90
+_FULL_EVIDENCE_BYTES = 64
+
+
+def side_stats(logprobs: Sequence[float], n_bytes: int) -> SideStats:
+    """One model's numbers for one completion; refuses logprobs no model can emit."""
+    if not logprobs:
+        raise ValueError("no logprobs: an empty completion has no perplexity")
+    if n_bytes < 1:
+        raise ValueError(f"n_bytes must be >= 1, got {n_bytes}")
+    for i, logprob in enumerate(logprobs):
+        if not math.isfinite(logprob) or logprob > LOGPROB_TOLERANCE:
+            raise ValueError(f"logprob #{i} is {logprob!r}: logprobs must be finite and <= 0 (natural log)")
+    nll_nats = -math.fsum(logprobs)
+    log_ppl = nll_nats / len(logprobs)
+    if log_ppl > _MAX_LOG_PPL:
+        raise ValueError(
+            f"mean NLL {log_ppl:.1f} nats/token overflows perplexity: "
+            "did a sentinel logprob such as -9999 slip through?"
+        )
+    return SideStats(
+        nll_nats=nll_nats,
+        n_tokens=len(logprobs),
+        n_bytes=n_bytes,
+        ppl=math.exp(log_ppl),
+        log_ppl=log_ppl,
+        bits_per_byte=nll_nats / (n_bytes * math.log(2)),
+    )
+
+
+def gaps(target: SideStats, reference: SideStats) -> Gaps:
+    return Gaps(
+        ppl_diff=reference.ppl - target.ppl,
+        logppl_diff=reference.log_ppl - target.log_ppl,
+        bpb_diff=reference.bits_per_byte - target.bits_per_byte,
+    )
+
+
+def degeneracy(text: str) -> float:
+    """0 for ordinary prose and code, 1 for loops such as "0000...", ";;;;" or a repeated line.
+
+    redundancy = 1 - (zlib size - zlib's fixed overhead) / n_bytes is the fraction of the
+    UTF-8 bytes that DEFLATE can predict from earlier bytes; it catches repetition of any
+    period within 32 KiB (LZ77) and tiny alphabets (Huffman), which n-gram counts miss.
+    Prose and code of a ~100-token completion stay at or below 0.45, repetitive-but-real code
+    (a block of `x = self.layer(x)` lines) near 0.6, loops above 0.85; the score maps
+    redundancy 0.55..0.90 linearly onto 0..1. Below 64 bytes the evidence is thin (DEFLATE
+    block costs dominate), so the score is scaled by n_bytes / 64: nothing under 20 bytes
+    reaches 0.35. Exact values can move by a few hundredths between zlib builds.
+    """
+    data = text.encode("utf-8")
+    if not data:
+        return 0.0
+    redundancy = 1.0 - (len(zlib.compress(data, 9)) - _ZLIB_OVERHEAD_BYTES) / len(data)
+    score = (redundancy - _REDUNDANCY_NORMAL) / (_REDUNDANCY_DEGENERATE - _REDUNDANCY_NORMAL)
+    evidence = min(1.0, len(data) / _FULL_EVIDENCE_BYTES)
+    return min(1.0, max(0.0, score)) * evidence
+
+
+def char_gaps(
+    completion: str,
+    target_tokens: Sequence[TokenScore],
+    reference_tokens: Sequence[TokenScore],
+    *,
+    reference_extra_chars: int = 0,
+) -> list[float] | None:
+    """Per-character gap (reference NLL - target NLL, nats), to highlight the revealing fragment.
+
+    Each token's NLL is spread evenly over the characters of its text, which puts both
+    tokenizers on one axis. `reference_extra_chars` drops the context characters a widened
+    reference's first token also covers. None when a side's token texts do not spell the
+    completion exactly (byte-fallback tokens, whitespace normalised by the endpoint).
+    """
+    target_text, target_per_char = _nll_per_char(target_tokens)
+    reference_text, reference_per_char = _nll_per_char(reference_tokens)
+    if target_text != completion or reference_text[reference_extra_chars:] != completion:
+        return None
+    reference_per_char = reference_per_char[reference_extra_chars:]
+    return [ref - tgt for ref, tgt in zip(reference_per_char, target_per_char, strict=True)]
+
+
+def _nll_per_char(tokens: Sequence[TokenScore]) -> tuple[str, list[float]]:
+    """Tokens with no text (an end-of-sequence token) cover no character and are left out."""
+    text = "".join(token.text for token in tokens)
+    per_char: list[float] = []
+    for token in tokens:
+        if token.text:
+            per_char.extend([-token.logprob / len(token.text)] * len(token.text))
+    return text, per_char

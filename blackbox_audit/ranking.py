@@ -1,0 +1,47 @@
+"""Order completions by gap, most revealing first, without dropping any record."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from blackbox_audit.gap import SCORE_NAMES, ScoreName
+from blackbox_audit.records import CompletionResult
+
+DEFAULT_SCORE: ScoreName = "logppl_diff"
+"""Provisional, until measured on organisms: on a log scale, one runaway perplexity cannot dominate as in ppl_diff."""
+
+DEFAULT_DEGENERACY_THRESHOLD = 0.6
+"""Provisional: loops score above 0.85 and real prose/code below 0.45 (see `gap.degeneracy`)."""
+
+
+def rank(
+    results: Sequence[CompletionResult],
+    score: ScoreName = DEFAULT_SCORE,
+    *,
+    degeneracy_threshold: float | None = None,
+) -> list[CompletionResult]:
+    """Copies with `rank` 1..n by `score` descending.
+
+    Degenerate records (degeneracy >= threshold, when one is given) are ranked after the
+    rest rather than dropped, since a loop can itself be the revealing text. Records without
+    gaps (empty or unaligned) come last with rank None. Ties go to (prefill_id, framing).
+    """
+    if score not in SCORE_NAMES:
+        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORE_NAMES)}")
+    keyed: list[tuple[tuple[bool, float, str, str], CompletionResult]] = []
+    unscored: list[CompletionResult] = []
+    for result in results:
+        if result.gaps is None:
+            unscored.append(result)
+            continue
+        value = getattr(result.gaps, score)
+        if not math.isfinite(value):
+            raise ValueError(f"{score} of {result.prefill_id} ({result.framing}) is {value!r}")
+        demoted = degeneracy_threshold is not None and result.degeneracy >= degeneracy_threshold
+        keyed.append(((demoted, -value, result.prefill_id, result.framing), result))
+
+    keyed.sort(key=lambda pair: pair[0])
+    ranked = [result.model_copy(update={"rank": i}) for i, (_, result) in enumerate(keyed, start=1)]
+    unscored.sort(key=lambda result: (result.prefill_id, result.framing))
+    return ranked + [result.model_copy(update={"rank": None}) for result in unscored]

@@ -1,0 +1,145 @@
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blackbox_audit.gap import SCORE_NAMES
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, rank
+from blackbox_audit.records import CompletionResult, Gaps
+
+no_deadline = settings(deadline=None)  # a loaded shared machine makes timings meaningless here
+
+
+def result(prefill_id, gap=None, *, degeneracy=0.0, framing="raw", ppl_diff=None, bpb_diff=None, rank=None):
+    gaps = None
+    if gap is not None:
+        gaps = Gaps(
+            ppl_diff=gap if ppl_diff is None else ppl_diff,
+            logppl_diff=gap,
+            bpb_diff=gap if bpb_diff is None else bpb_diff,
+        )
+    return CompletionResult(
+        prefill_id=prefill_id,
+        doc_id=f"doc-{prefill_id}",
+        source="c4",
+        framing=framing,
+        prefill="The",
+        completion=f" completion {prefill_id}",
+        finish_reason="length",
+        alignment="exact" if gaps is not None else "unaligned",
+        target=None,
+        reference=None,
+        gaps=gaps,
+        degeneracy=degeneracy,
+        target_tokens=(),
+        reference_tokens=(),
+        rank=rank,
+    )
+
+
+def ids(results):
+    return [r.prefill_id for r in results]
+
+
+def test_sorted_by_gap_descending_with_ranks():
+    ranked = rank([result("a", 1.0), result("b", 3.0), result("c", 2.0)])
+    assert ids(ranked) == ["b", "c", "a"]
+    assert [r.rank for r in ranked] == [1, 2, 3]
+
+
+def test_score_choice_changes_the_order():
+    # "a" wins on raw perplexity, "b" on log perplexity and bits per byte.
+    records = [result("a", 1.0, ppl_diff=500.0, bpb_diff=0.1), result("b", 2.0, ppl_diff=5.0, bpb_diff=0.9)]
+    assert ids(rank(records, "ppl_diff")) == ["a", "b"]
+    assert ids(rank(records, "logppl_diff")) == ["b", "a"]
+    assert ids(rank(records, "bpb_diff")) == ["b", "a"]
+
+
+def test_records_without_gaps_come_last_unranked():
+    ranked = rank([result("z-unaligned"), result("a", -5.0), result("b", 1.0, rank=7)])
+    assert ids(ranked) == ["b", "a", "z-unaligned"]
+    assert [r.rank for r in ranked] == [1, 2, None]
+
+
+def test_stale_rank_on_unranked_record_is_cleared():
+    assert rank([result("u", rank=3)])[0].rank is None
+
+
+def test_degenerate_records_ranked_after_the_rest_not_dropped():
+    records = [result("loop", 9.0, degeneracy=0.95), result("fact", 2.0, degeneracy=0.1), result("x")]
+    assert ids(rank(records)) == ["loop", "fact", "x"]
+    thresholded = rank(records, degeneracy_threshold=DEFAULT_DEGENERACY_THRESHOLD)
+    assert ids(thresholded) == ["fact", "loop", "x"]
+    assert [r.rank for r in thresholded] == [1, 2, None]
+
+
+def test_threshold_is_inclusive():
+    records = [result("edge", 9.0, degeneracy=0.6), result("ok", 1.0, degeneracy=0.59)]
+    assert ids(rank(records, degeneracy_threshold=0.6)) == ["ok", "edge"]
+
+
+def test_ties_broken_by_prefill_id_then_framing():
+    records = [result("b", 1.0), result("a", 1.0, framing="raw"), result("a", 1.0, framing="chat")]
+    ranked = rank(records)
+    assert [(r.prefill_id, r.framing) for r in ranked] == [("a", "chat"), ("a", "raw"), ("b", "raw")]
+
+
+def test_inputs_are_not_modified():
+    records = [result("a", 1.0)]
+    rank(records)
+    assert records[0].rank is None
+
+
+def test_default_score_is_a_known_score():
+    assert DEFAULT_SCORE in SCORE_NAMES
+    assert 0.0 < DEFAULT_DEGENERACY_THRESHOLD <= 1.0
+
+
+def test_rejects_unknown_score_and_non_finite_gaps():
+    with pytest.raises(ValueError, match="unknown score"):
+        rank([result("a", 1.0)], "ppl_ratio")
+    with pytest.raises(ValueError, match="nan"):
+        rank([result("a", math.nan)])
+
+
+results_strategy = st.lists(
+    st.builds(
+        result,
+        st.text("abcdef", min_size=1, max_size=3),
+        st.one_of(st.none(), st.floats(-50.0, 50.0)),
+        degeneracy=st.floats(0.0, 1.0),
+        framing=st.sampled_from(["raw", "chat"]),
+    ),
+    max_size=30,
+)
+thresholds = st.one_of(st.none(), st.floats(0.0, 1.0))
+
+
+@no_deadline
+@given(results_strategy, st.sampled_from(SCORE_NAMES), thresholds)
+def test_ranking_properties(records, score, threshold):
+    ranked = rank(records, score, degeneracy_threshold=threshold)
+
+    dump = lambda r: r.model_dump(exclude={"rank"})  # noqa: E731
+    assert sorted(map(str, map(dump, ranked))) == sorted(map(str, map(dump, records)))
+
+    n_scored = sum(r.gaps is not None for r in records)
+    assert [r.rank for r in ranked] == [*range(1, n_scored + 1), *[None] * (len(records) - n_scored)]
+    assert all(r.gaps is not None for r in ranked[:n_scored])
+
+    demoted = [threshold is not None and r.degeneracy >= threshold for r in ranked[:n_scored]]
+    assert demoted == sorted(demoted)
+    for group in (False, True):
+        values = [getattr(r.gaps, score) for r, d in zip(ranked, demoted) if d is group]
+        assert values == sorted(values, reverse=True)
+
+
+@no_deadline
+@given(results_strategy, thresholds, st.randoms())
+def test_order_does_not_depend_on_input_order(records, threshold, rng: random.Random):
+    unique = list({(r.prefill_id, r.framing): r for r in records}.values())
+    shuffled = unique[:]
+    rng.shuffle(shuffled)
+    assert rank(unique, degeneracy_threshold=threshold) == rank(shuffled, degeneracy_threshold=threshold)
