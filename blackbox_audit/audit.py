@@ -1,0 +1,278 @@
+"""The audit end to end: prefills -> target generation -> reference scoring -> gap ->
+ranking -> report. Async `audit` and sync `audit_sync` return typed results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from blackbox_audit.cache import ResponseCache
+from blackbox_audit.config import AuditConfig, EndpointConfig
+from blackbox_audit.corpus import load_documents
+from blackbox_audit.gap import measure
+from blackbox_audit.generation import framed_prompt, generate_completions
+from blackbox_audit.prefills import select_prefills, tokenizer_for
+from blackbox_audit.ranking import rank
+from blackbox_audit.records import CompletionResult
+from blackbox_audit.report import render_html, render_markdown, write_results
+from blackbox_audit.scoring import score_completions
+from providers.openai_compatible import OpenAICompatibleProvider
+from providers.registry import connect
+
+TransportFactory = Callable[[str], httpx.AsyncBaseTransport | None]
+"""Role ("target" / "reference") -> transport; tests replay or inject faults through it."""
+
+
+@dataclass
+class AuditResult:
+    results: list[CompletionResult]
+    manifest: dict[str, Any]
+    out: Path | None
+
+
+@dataclass
+class _Timer:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def stage(self, name: str):
+        timer = self
+
+        class _Stage:
+            def __enter__(self) -> None:
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc: object) -> None:
+                timer.seconds[name] = round(time.perf_counter() - self.start, 3)
+
+        return _Stage()
+
+
+async def _connect(endpoint: EndpointConfig, cache: ResponseCache | None, transport) -> OpenAICompatibleProvider:
+    return await connect(
+        endpoint.base_url,
+        endpoint.model,
+        dialect=endpoint.dialect,
+        api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
+        cache=cache,
+        transport=transport,
+        max_concurrency=endpoint.max_concurrency,
+    )
+
+
+def check_roles(config: AuditConfig, target: OpenAICompatibleProvider, reference: OpenAICompatibleProvider) -> None:
+    """Refuse, before any work, an endpoint that cannot play its role in this framing."""
+    prompt = framed_prompt("The", config.framing, system_prompt=config.system_prompt, user_prompt=config.user_prompt)
+    target.check_can_generate(prompt)
+    reference.check_can_score(prompt)
+
+
+async def audit(
+    config: AuditConfig,
+    *,
+    progress: bool = True,
+    transports: TransportFactory = lambda role: None,
+    write: bool = True,
+) -> AuditResult:
+    timer = _Timer()
+    cache = ResponseCache(config.cache_dir) if config.use_cache else None
+    target = await _connect(config.target, cache, transports("target"))
+    reference = await _connect(config.reference, cache, transports("reference"))
+    try:
+        check_roles(config, target, reference)
+        with timer.stage("corpus"):
+            documents = load_documents(config.corpus, text_field=config.text_field)
+        tokenizer = tokenizer_for(target)
+        with timer.stage("prefills"):
+            prefills, skipped = await select_prefills(
+                documents,
+                tokenizer,
+                k=config.prefill_tokens,
+                seed=config.seed,
+                limit=config.limit,
+                workers=config.target.max_concurrency,
+                progress=progress,
+            )
+        with timer.stage("target_generation"):
+            completions = await generate_completions(
+                target,
+                prefills,
+                framing=config.framing,
+                system_prompt=config.system_prompt,
+                user_prompt=config.user_prompt,
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                seed=config.seed,
+                batch_size=config.batch_size,
+                workers=config.target.max_concurrency,
+                progress=progress,
+            )
+        with timer.stage("reference_scoring"):
+            outcomes = await score_completions(
+                reference,
+                completions,
+                system_prompt=config.system_prompt,
+                user_prompt=config.user_prompt,
+                batch_size=config.batch_size,
+                workers=config.reference.max_concurrency,
+                progress=progress,
+            )
+        with timer.stage("gap_and_ranking"):
+            measured = [measure(c, o.scored, o.failure) for c, o in zip(completions, outcomes, strict=True)]
+            ranked = rank(measured, config.score, degeneracy_threshold=config.degeneracy_threshold)
+        manifest = build_manifest(
+            config, target, reference, ranked, n_documents=len(documents), n_skipped=skipped,
+            tokenizer=tokenizer.name, timings=timer.seconds,
+        )
+    finally:
+        await target.aclose()
+        await reference.aclose()
+        if cache is not None:
+            cache.close()
+    if write:
+        write_outputs(config, ranked, manifest)
+    return AuditResult(results=ranked, manifest=manifest, out=config.out if write else None)
+
+
+def audit_sync(config: AuditConfig, **kwargs: Any) -> AuditResult:
+    return anyio.run(lambda: audit(config, **kwargs))
+
+
+CHAT_TEMPLATE_TOKENS = 30
+"""A rough size of the system + user messages and chat markup, for estimates only."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What an audit will cost, from the config and the corpus alone (no request is sent)."""
+
+    documents: int
+    prefills: int
+    target_requests: int
+    target_prompt_tokens: int
+    target_max_generated_tokens: int
+    reference_requests: int
+    reference_max_scored_tokens: int
+    notes: tuple[str, ...]
+
+    def table(self) -> str:
+        rows = [
+            ("documents in corpus", self.documents),
+            ("prefills (at most)", self.prefills),
+            ("target requests (at most)", self.target_requests),
+            ("target prompt tokens (about)", self.target_prompt_tokens),
+            ("target generated tokens (at most)", self.target_max_generated_tokens),
+            ("reference requests (at most)", self.reference_requests),
+            ("reference scored tokens (at most)", self.reference_max_scored_tokens),
+        ]
+        lines = ["dry run: nothing was sent"] + [f"  {name:<36} {value:>12,}" for name, value in rows]
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+def estimate(config: AuditConfig) -> Estimate:
+    documents = load_documents(config.corpus, text_field=config.text_field)
+    n = len(documents) if config.limit is None else min(config.limit, len(documents))
+    chat = config.framing == "chat"
+    template = CHAT_TEMPLATE_TOKENS if chat else 0
+    target_openai = "api.openai.com" in config.target.base_url or config.target.dialect == "openai"
+    batches = -(-n // config.batch_size)
+    generation_requests = n if chat else batches
+    tokenizer_requests = 0 if target_openai else 2 * n
+    notes = ["the cache answers repeated work for free: a rerun of the same audit sends no request"]
+    if not target_openai:
+        notes.append("target requests include /tokenize + /detokenize per prefill (no model compute)")
+    notes.append("reference requests include 3 tokenizer calls per completion and one scoring call per batch")
+    return Estimate(
+        documents=len(documents),
+        prefills=n,
+        target_requests=generation_requests + tokenizer_requests,
+        target_prompt_tokens=n * (config.prefill_tokens + template),
+        target_max_generated_tokens=n * config.max_new_tokens,
+        reference_requests=3 * n + batches,
+        reference_max_scored_tokens=n * (config.prefill_tokens + template + config.max_new_tokens),
+        notes=tuple(notes),
+    )
+
+
+def _endpoint_facts(provider: OpenAICompatibleProvider) -> dict[str, Any]:
+    stats = provider.http.stats
+    return {
+        "base_url": provider.base_url,
+        "model": provider.model,
+        "dialect": provider.dialect,
+        "server_version": provider.server_version,
+        "capabilities": provider.capabilities.model_dump(),
+        "requests": {
+            "http_requests": stats.http_requests,
+            "retries": stats.retries,
+            "cache_hits": stats.cache_hits,
+            "cache_misses": stats.cache_misses,
+            "by_path": dict(sorted(stats.by_path.items())),
+        },
+    }
+
+
+def build_manifest(
+    config: AuditConfig,
+    target: OpenAICompatibleProvider,
+    reference: OpenAICompatibleProvider,
+    ranked: list[CompletionResult],
+    *,
+    n_documents: int,
+    n_skipped: int,
+    tokenizer: str,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    alignment = Counter(r.alignment for r in ranked)
+    return {
+        "tool": {"name": "blackbox-audit", "version": version("blackbox-audit")},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": config.model_dump(mode="json"),
+        "target": _endpoint_facts(target),
+        "reference": _endpoint_facts(reference),
+        "prefill_tokenizer": tokenizer,
+        "counts": {
+            "documents": n_documents,
+            "documents_skipped": n_skipped,
+            "prefills": len(ranked),
+            "alignment": dict(sorted(alignment.items())),
+            "same_tokens_false": sum(1 for r in ranked if r.same_tokens is False),
+            "degenerate": sum(
+                1 for r in ranked if config.degeneracy_threshold is not None and r.degeneracy >= config.degeneracy_threshold
+            ),
+        },
+        "timings_s": timings,
+    }
+
+
+def write_outputs(config: AuditConfig, ranked: list[CompletionResult], manifest: dict[str, Any]) -> None:
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(out / "results.jsonl", ranked)
+    summary = {
+        "target": f"{config.target.model} @ {config.target.base_url}",
+        "reference": f"{config.reference.model} @ {config.reference.base_url}",
+        "framing": config.framing,
+        "ranking": config.score
+        + (f" (degenerate >= {config.degeneracy_threshold} demoted)" if config.degeneracy_threshold is not None else ""),
+        "completions": str(len(ranked)),
+    }
+    title = f"blackbox-audit: {config.target.model} vs {config.reference.model}"
+    _atomic_write(out / "report.md", render_markdown(ranked, title=title, summary=summary, top_k=min(config.top_k, 100)))
+    _atomic_write(out / "report.html", render_html(ranked, title=title, summary=summary, top_k=config.top_k))
+    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

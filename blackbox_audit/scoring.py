@@ -1,0 +1,60 @@
+"""Stage 3: the reference scores each completion's bytes, conditioned on the same context
+(the prefill; in chat framing the reference's own chat template around the same messages)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from blackbox_audit.generation import framed_prompt
+from blackbox_audit.pool import chunked, map_bounded
+from blackbox_audit.records import TargetCompletion
+from providers.errors import AlignmentError
+from providers.openai_compatible import OpenAICompatibleProvider
+from providers.records import ScoredContinuation, ScoreRequest
+
+
+@dataclass(frozen=True)
+class ReferenceOutcome:
+    """The reference's scores for one completion, or why there are none."""
+
+    scored: ScoredContinuation | None
+    failure: str = ""
+
+
+async def score_completions(
+    reference: OpenAICompatibleProvider,
+    completions: Sequence[TargetCompletion],
+    *,
+    system_prompt: str,
+    user_prompt: str,
+    batch_size: int,
+    workers: int,
+    progress: bool = True,
+) -> list[ReferenceOutcome]:
+    def request(completion: TargetCompletion) -> ScoreRequest:
+        context = framed_prompt(
+            completion.prefill.text, completion.framing, system_prompt=system_prompt, user_prompt=user_prompt
+        )
+        return ScoreRequest(context=context, continuation=completion.completion)
+
+    async def score_one(completion: TargetCompletion) -> ReferenceOutcome:
+        try:
+            return ReferenceOutcome((await reference.score_many([request(completion)]))[0])
+        except AlignmentError as exc:
+            return ReferenceOutcome(None, str(exc))
+
+    async def run(chunk: Sequence[TargetCompletion]) -> list[ReferenceOutcome]:
+        scorable = [c for c in chunk if c.completion]
+        try:
+            scored = iter(await reference.score_many([request(c) for c in scorable]))
+        except AlignmentError:
+            scored = iter([await score_one(c) for c in scorable])
+            return [next(scored) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
+        return [ReferenceOutcome(next(scored)) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
+
+    with tqdm(total=len(completions), desc="reference scoring", unit="completion", disable=not progress, leave=False) as bar:
+        chunks = await map_bounded(chunked(completions, batch_size), run, workers=workers, progress=bar, weight=len)
+    return [o for chunk in chunks for o in chunk]
