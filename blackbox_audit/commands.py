@@ -71,7 +71,25 @@ def run_local_vllm(args: argparse.Namespace) -> int:
     return local_main([args.action, *args.models])
 
 
+async def _server_meta(base_url: str, model: str, dialect: str = "auto") -> dict[str, str]:
+    """What a fixture says about where it was recorded."""
+    from providers.registry import connect
+
+    detected = await connect(base_url, model)
+    await detected.aclose()
+    return {
+        "server": detected.dialect,
+        "version": detected.server_version or "unknown",
+        "model": model,
+        "dialect": dialect if dialect != "auto" else detected.dialect,
+        "base_url": base_url,
+        "recorded": dt.date.today().isoformat(),
+    }
+
+
 def run_record_fixtures(args: argparse.Namespace) -> int:
+    if args.action == "record-audit":
+        return run_record_audit(args)
     from providers.http import RecordingTransport
     from providers.recording import run_scenarios
     from providers.registry import connect
@@ -79,16 +97,7 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
     out = Path(args.out)
 
     async def go() -> int:
-        detected = await connect(args.base_url, args.model)
-        await detected.aclose()
-        meta = {
-            "server": detected.dialect,
-            "version": detected.server_version or "unknown",
-            "model": args.model,
-            "dialect": args.dialect if args.dialect != "auto" else detected.dialect,
-            "base_url": args.base_url,
-            "recorded": dt.date.today().isoformat(),
-        }
+        meta = await _server_meta(args.base_url, args.model, args.dialect)
         provider = await connect(
             args.base_url,
             args.model,
@@ -103,6 +112,30 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
 
     count = anyio.run(go)
     print(f"recorded {count} scenarios into {out}")
+    return 0
+
+
+def run_record_audit(args: argparse.Namespace) -> int:
+    """A small real audit through recording transports: its exchanges, config and results
+    become the replay test of the whole pipeline (and the evaluator's recorded input)."""
+    from blackbox_audit.audit import audit_sync
+    from blackbox_audit.config import AuditConfig, EndpointConfig
+    from providers.http import RecordingTransport
+
+    out = Path(args.out)
+    config = AuditConfig(
+        target=EndpointConfig(base_url=args.target_base_url, model=args.target_model),
+        reference=EndpointConfig(base_url=args.reference_base_url, model=args.reference_model),
+        framing=args.framing,
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+        use_cache=False,
+        out=out / "outputs",
+    )
+    metas = {role: anyio.run(_server_meta, getattr(config, role).base_url, getattr(config, role).model) for role in ("target", "reference")}
+    result = audit_sync(config, transports=lambda role: RecordingTransport(out / role, {**metas[role], "role": role}))
+    (out / "audit.json").write_text(config.model_dump_json(indent=1, exclude={"out", "cache_dir"}) + "\n")
+    print(f"recorded an audit of {len(result.results)} completions into {out}")
     return 0
 
 
