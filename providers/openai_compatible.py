@@ -93,8 +93,9 @@ class OpenAICompatibleProvider:
             )
         if ends_with_prefill(prompt) and not caps.chat_prefill:
             raise CapabilityError(
-                f"{self.wire.provider} cannot continue an assistant prefill (no continue_final_message);"
-                " use the raw framing, or a chat framing without prefill"
+                f"{self.wire.provider} cannot continue an assistant prefill (no continue_final_message),"
+                " which the chat framing needs: use --framing raw with a model that serves /v1/completions,"
+                " or audit a self-hosted copy of the model on vLLM"
             )
 
     def check_can_score(self, context: Prompt) -> None:
