@@ -1,0 +1,276 @@
+"""Stage 2, target generation: prompt framing, the tokens that spell the text, batching."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from blackbox_audit.generation import framed_prompt, generate_completions, spelling_tokens
+from blackbox_audit.prefills import prefill_id
+from blackbox_audit.records import Prefill, TargetCompletion, TokenScore
+from providers.records import ChatMessage, Completion, TokenLogprob
+from providers.registry import connect
+
+pytestmark = pytest.mark.anyio
+
+BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens there: only the mock transport answers
+
+
+# -- framed_prompt -----------------------------------------------------------------------
+
+
+def test_raw_framing_is_the_prefill_alone():
+    assert framed_prompt("The cat", "raw", system_prompt="sys", user_prompt="user") == "The cat"
+
+
+def test_chat_framing_opens_the_assistant_turn_with_the_prefill():
+    assert framed_prompt("The cat", "chat", system_prompt="Be brief.", user_prompt="Tell me anything.") == (
+        ChatMessage(role="system", content="Be brief."),
+        ChatMessage(role="user", content="Tell me anything."),
+        ChatMessage(role="assistant", content="The cat"),
+    )
+
+
+def test_chat_framing_omits_an_empty_system_prompt():
+    assert framed_prompt("The cat", "chat", system_prompt="", user_prompt="Go.") == (
+        ChatMessage(role="user", content="Go."),
+        ChatMessage(role="assistant", content="The cat"),
+    )
+
+
+# -- spelling_tokens ---------------------------------------------------------------------
+
+
+def completion(text: str, tokens: list[tuple[str, float, int]], finish_reason: str | None) -> Completion:
+    return Completion(
+        text=text,
+        tokens=tuple(TokenLogprob(text=t, logprob=lp, token_id=i) for t, lp, i in tokens),
+        finish_reason=finish_reason,
+    )
+
+
+def texts(tokens) -> list[str]:
+    return [t.text for t in tokens]
+
+
+def test_eos_with_empty_text_is_dropped_on_stop():
+    result = spelling_tokens(completion("Hi there", [("Hi", -1.0, 1), (" there", -2.0, 2), ("", -0.1, 0)], "stop"))
+    assert result == (TokenScore(text="Hi", logprob=-1.0, token_id=1), TokenScore(text=" there", logprob=-2.0, token_id=2))
+
+
+def test_eos_alone_on_an_empty_completion_is_dropped():
+    assert spelling_tokens(completion("", [("", -0.3, 0)], "stop")) == ()
+
+
+def test_eos_spelled_as_a_special_token_is_dropped_on_stop():
+    result = spelling_tokens(completion("Hi there", [("Hi", -1.0, 1), (" there", -2.0, 2), ("<|im_end|>", -0.1, 0)], "stop"))
+    assert texts(result) == ["Hi", " there"]
+
+
+def test_finish_length_keeps_every_token():
+    # even a textless last token: a length stop generated no end-of-sequence token
+    result = spelling_tokens(completion("Hi there", [("Hi", -1.0, 1), (" there", -2.0, 2), ("", -0.5, 7)], "length"))
+    assert texts(result) == ["Hi", " there", ""]
+    assert texts(spelling_tokens(completion("ab", [("a", -1.0, 1), ("b", -1.0, 2)], "length"))) == ["a", "b"]
+
+
+def test_a_real_last_token_is_kept_on_stop():
+    # the other tokens do not spell the text, so the last one is part of it (a stop string, say)
+    result = spelling_tokens(completion("Hi there.", [("Hi", -1.0, 1), (" there", -2.0, 2), (".", -0.2, 3)], "stop"))
+    assert texts(result) == ["Hi", " there", "."]
+    assert [t.logprob for t in result] == [-1.0, -2.0, -0.2]
+    assert [t.token_id for t in result] == [1, 2, 3]
+
+
+def test_unknown_finish_reason_keeps_every_token():
+    result = spelling_tokens(completion("Hi", [("Hi", -1.0, 1), ("<|im_end|>", -0.1, 0)], None))
+    assert texts(result) == ["Hi", "<|im_end|>"]
+
+
+def test_no_tokens_at_all():
+    assert spelling_tokens(completion("", [], "stop")) == ()
+
+
+# -- generate_completions against a fake vLLM --------------------------------------------
+
+
+def fake_choice(prompt: str, index: int) -> dict:
+    """A deterministic completion of `prompt`: even-length prompts stop with an EOS token, odd ones hit the length limit."""
+    word = f" <{prompt}>"
+    if len(prompt) % 2 == 0:
+        tokens, logprobs, ids, finish = [" ok", word, "<|im_end|>"], [-0.5, -1.5, -0.01], [11, 12, 2], "stop"
+    else:
+        tokens, logprobs, ids, finish = [" ok", word], [-0.25, -2.0], [11, 13], "length"
+    return {
+        "index": index,
+        "text": " ok" + word,
+        "logprobs": {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": None, "text_offset": None},
+        "token_ids": ids,
+        "finish_reason": finish,
+    }
+
+
+class FakeVLLM:
+    """/v1/completions like vLLM: a prompt string or a list of them; anything else fails the test."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "POST" or request.url.path != "/v1/completions":
+            pytest.fail(f"unexpected request {request.method} {request.url}")
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        prompts = [body["prompt"]] if isinstance(body["prompt"], str) else body["prompt"]
+        assert all(isinstance(p, str) for p in prompts)
+        choices = [fake_choice(p, i) for i, p in enumerate(prompts)]
+        # vLLM answers prompt-major but nothing promises the order: the index is the truth
+        return httpx.Response(
+            200,
+            json={
+                "id": "cmpl-test",
+                "object": "text_completion",
+                "model": body["model"],
+                "choices": choices[::-1],
+                "usage": {"prompt_tokens": 3 * len(prompts), "completion_tokens": 2 * len(prompts)},
+            },
+        )
+
+    def prompts_per_request(self) -> list[int]:
+        return sorted(1 if isinstance(b["prompt"], str) else len(b["prompt"]) for b in self.bodies)
+
+
+def make_prefills(n: int) -> list[Prefill]:
+    texts_ = [f"prefill {i}" + "x" * (i % 2) for i in range(n)]  # even and odd lengths alternate
+    return [Prefill(prefill_id=prefill_id(t), doc_id=f"doc:{i}", source="test", text=t, n_tokens=3) for i, t in enumerate(texts_)]
+
+
+async def run_generation(prefills, server, *, batch_size=4, workers=2, framing="raw"):
+    target = await connect(BASE_URL, "tiny-target", dialect="vllm", transport=httpx.MockTransport(server))
+    try:
+        return await generate_completions(
+            target,
+            prefills,
+            framing=framing,
+            system_prompt="You are a helpful assistant.",
+            user_prompt="Tell me anything.",
+            max_new_tokens=7,
+            temperature=0.0,
+            seed=123,
+            batch_size=batch_size,
+            workers=workers,
+            progress=False,
+        )
+    finally:
+        await target.aclose()
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "expected"),
+    [
+        (10, 4, [2, 4, 4]),
+        (9, 4, [1, 4, 4]),  # a lone prompt goes as a plain string
+        (3, 1, [1, 1, 1]),
+        (5, 16, [5]),
+    ],
+)
+async def test_prefills_are_batched(n, batch_size, expected):
+    server = FakeVLLM()
+    results = await run_generation(make_prefills(n), server, batch_size=batch_size)
+    assert len(server.bodies) == len(expected)
+    assert server.prompts_per_request() == expected
+    assert len(results) == n
+
+
+async def test_ten_prefills_in_batches_of_four_take_three_requests():
+    server = FakeVLLM()
+    await run_generation(make_prefills(10), server, batch_size=4, workers=3)
+    assert len(server.bodies) == 3
+
+
+async def test_order_is_preserved_and_fields_filled():
+    prefills = make_prefills(10)
+    server = FakeVLLM()
+    results = await run_generation(prefills, server, batch_size=4, workers=3)
+    assert all(isinstance(r, TargetCompletion) for r in results)
+    assert [r.prefill for r in results] == prefills
+    for r in results:
+        p = r.prefill.text
+        assert r.framing == "raw"
+        assert r.completion == f" ok <{p}>"
+        assert "".join(t.text for t in r.tokens) == r.completion
+        if len(p) % 2 == 0:
+            assert r.finish_reason == "stop"
+            assert r.tokens == (  # the EOS token is left out
+                TokenScore(text=" ok", logprob=-0.5, token_id=11),
+                TokenScore(text=f" <{p}>", logprob=-1.5, token_id=12),
+            )
+        else:
+            assert r.finish_reason == "length"
+            assert r.tokens == (
+                TokenScore(text=" ok", logprob=-0.25, token_id=11),
+                TokenScore(text=f" <{p}>", logprob=-2.0, token_id=13),
+            )
+
+
+async def test_request_carries_the_generation_settings():
+    server = FakeVLLM()
+    await run_generation(make_prefills(2), server, batch_size=4)
+    [body] = server.bodies
+    assert body["model"] == "tiny-target"
+    assert body["prompt"] == ["prefill 0", "prefill 1x"]
+    assert body["max_tokens"] == 7
+    assert body["temperature"] == 0.0
+    assert body["seed"] == 123
+    assert body["logprobs"] == 0
+    assert body["return_token_ids"] is True
+
+
+async def test_no_prefills_no_request():
+    server = FakeVLLM()
+    assert await run_generation([], server) == []
+    assert server.bodies == []
+
+
+async def test_chat_framing_sends_one_prefilled_chat_request_per_prefill():
+    bodies: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/chat/completions":
+            pytest.fail(f"unexpected request {request.method} {request.url}")
+        body = json.loads(request.content)
+        bodies.append(body)
+        prefill = body["messages"][-1]["content"]
+        return httpx.Response(
+            200,
+            json={
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f" after {prefill}"},
+                        "logprobs": {
+                            "content": [
+                                {"token": " after", "logprob": -1.0},
+                                {"token": f" {prefill}", "logprob": -0.5},
+                                {"token": "<|im_end|>", "logprob": -0.1},
+                            ]
+                        },
+                        "finish_reason": "stop",
+                    }
+                ]
+            },
+        )
+
+    prefills = make_prefills(3)
+    results = await run_generation(prefills, handler, batch_size=4, framing="chat")
+    assert len(bodies) == 3
+    assert sorted(b["messages"][-1]["content"] for b in bodies) == sorted(p.text for p in prefills)
+    for body in bodies:
+        assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant"]
+        assert body["continue_final_message"] is True
+        assert body["add_generation_prompt"] is False
+    assert [r.completion for r in results] == [f" after {p.text}" for p in prefills]
+    assert all(r.framing == "chat" for r in results)
+    assert all(texts(r.tokens) == [" after", f" {r.prefill.text}"] for r in results)
