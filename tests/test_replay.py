@@ -17,7 +17,7 @@ from providers.registry import connect
 pytestmark = pytest.mark.anyio
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-FIXTURE_DIRS = sorted(d for d in FIXTURES.iterdir() if d.is_dir())
+FIXTURE_DIRS = sorted(d for d in FIXTURES.iterdir() if d.is_dir() and not d.name.startswith("audit-"))
 
 
 def meta_of(directory: Path) -> dict[str, str]:
