@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     record_audit.add_argument("--max-new-tokens", type=int, default=24)
     record_audit.add_argument("--out", required=True, help="folder, e.g. fixtures/audit-gemma3-smollm2-raw")
     _add_audit(commands)
+    from blackbox_audit.evaluate import add_eval_parser
+
+    add_eval_parser(commands)
     return parser
 
 
@@ -107,6 +110,7 @@ def _add_audit(commands) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from blackbox_audit import commands
+    from blackbox_audit.evaluate import run_eval
     from providers.errors import ProviderError
 
     handlers = {
@@ -115,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "local-vllm": commands.run_local_vllm,
         "fixtures": commands.run_record_fixtures,
         "audit": commands.run_audit,
+        "eval": run_eval,
     }
     try:
         return handlers[args.command](args)

@@ -20,7 +20,9 @@ def resolve_api_key(flag_value: str | None, base_url: str, role: str = "") -> st
         return flag_value
     names = [f"BLACKBOX_AUDIT_{role.upper()}_API_KEY"] if role else []
     names.append("BLACKBOX_AUDIT_API_KEY")
-    if "api.openai.com" in base_url:
+    from providers.openai import is_openai_host
+
+    if is_openai_host(base_url):
         names.append("OPENAI_API_KEY")
     return next((os.environ[name] for name in names if os.environ.get(name)), None)
 
@@ -178,12 +180,16 @@ def audit_config(args: argparse.Namespace):
             data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {args.config} must hold a table of settings, not {type(data).__name__}")
     data.update({k: v for k, v in flat.items() if v is not None})
     if args.no_degeneracy_filter:
         data["degeneracy_threshold"] = None
     if args.no_cache:
         data["use_cache"] = False
     for role in ("target", "reference"):
+        if not isinstance(data.get(role) or {}, dict):
+            raise UsageError(f"[{role}] in the config file must be a table (base_url, model, dialect, ...)")
         endpoint = dict(data.get(role) or {})
         for name in ("base_url", "model", "dialect", "api_key", "concurrency"):
             value = getattr(args, f"{role}_{name}")

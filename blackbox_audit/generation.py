@@ -22,16 +22,10 @@ def framed_prompt(prefill: str, framing: Framing, *, system_prompt: str, user_pr
     return tuple(messages)
 
 
-def spelling_tokens(completion: Completion) -> tuple[TokenScore, ...]:
-    """The tokens that spell the completion's text.
-
-    vLLM also returns the end-of-sequence token's logprob; it spells no text and the reference
-    cannot score it, so it is left out on the target side too and both sides cover the same bytes.
-    """
-    tokens = completion.tokens
-    if completion.finish_reason == "stop" and tokens and "".join(t.text for t in tokens[:-1]) == completion.text:
-        tokens = tokens[:-1]
-    return tuple(TokenScore(text=t.text, logprob=t.logprob, token_id=t.token_id) for t in tokens)
+def target_tokens(completion: Completion) -> tuple[TokenScore, ...]:
+    """The tokens that spell the completion. The provider has already set the stop token
+    apart (the reference cannot score it), so both sides cover the same bytes."""
+    return tuple(TokenScore(text=t.text, logprob=t.logprob, token_id=t.token_id) for t in completion.tokens)
 
 
 async def generate_completions(
@@ -62,7 +56,7 @@ async def generate_completions(
                     prefill=prefill,
                     framing=framing,
                     completion=completion.text,
-                    tokens=spelling_tokens(completion),
+                    tokens=target_tokens(completion),
                     finish_reason=completion.finish_reason,
                 )
             )

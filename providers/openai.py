@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import tiktoken
 
@@ -17,6 +18,14 @@ ECHO_SCORING_MODELS = frozenset({"davinci-002", "babbage-002"})
 """The only OpenAI models whose /v1/completions return prompt logprobs with echo."""
 
 LEGACY_COMPLETION_MODELS = ECHO_SCORING_MODELS | {"gpt-3.5-turbo-instruct"}
+
+
+OPENAI_HOST = "api.openai.com"
+
+
+def is_openai_host(base_url: str) -> bool:
+    """By host name, so a URL that merely mentions OpenAI never gets OpenAI's key or dialect."""
+    return urlsplit(base_url).hostname == OPENAI_HOST
 
 
 def openai_capabilities(model: str) -> Capabilities:

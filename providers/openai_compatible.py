@@ -53,6 +53,7 @@ class OpenAICompatibleProvider:
 
     dialect: ClassVar[str] = "generic"
     echo_max_tokens: ClassVar[int] = 0
+    stop_token_in_logprobs: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -182,14 +183,19 @@ class OpenAICompatibleProvider:
     def _parse_generation(self, payload: Any, n: int) -> Generation:
         choices = self.wire.choices(payload, n)
         return Generation(
-            completions=tuple(self.wire.completion(c, i) for i, c in enumerate(choices)),
+            completions=tuple(
+                self.wire.completion(c, i, stop_token_included=self.stop_token_in_logprobs) for i, c in enumerate(choices)
+            ),
             usage=self.wire.usage(payload),
         )
 
     def _parse_chat_generation(self, payload: Any, n: int) -> Generation:
         choices = self.wire.choices(payload, n)
         return Generation(
-            completions=tuple(self.wire.chat_completion(c, i) for i, c in enumerate(choices)),
+            completions=tuple(
+                self.wire.chat_completion(c, i, stop_token_included=self.stop_token_in_logprobs)
+                for i, c in enumerate(choices)
+            ),
             usage=self.wire.usage(payload),
         )
 

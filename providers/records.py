@@ -53,11 +53,16 @@ class GenerateRequest(Record):
 
 
 class Completion(Record):
-    """One generated completion with the logprob of every token the model produced."""
+    """One generated completion with the logprob of every token that spells `text`.
+
+    A stop token (end of sequence) spells no text; where the endpoint returns its logprob
+    (vLLM does) it is kept apart in `stop_token`, so `tokens` covers exactly `text`.
+    """
 
     text: str
     tokens: tuple[TokenLogprob, ...]
     finish_reason: str | None
+    stop_token: TokenLogprob | None = None
 
 
 class Generation(Record):

@@ -23,6 +23,7 @@ VLLM_CAPABILITIES = Capabilities(
 
 class VLLMProvider(OpenAICompatibleProvider):
     dialect: ClassVar[str] = "vllm"
+    stop_token_in_logprobs: ClassVar[bool] = True
 
     def generate_body(self, request: GenerateRequest) -> tuple[str, dict[str, Any]]:
         path, body = super().generate_body(request)

@@ -65,7 +65,22 @@ class Wire:
             raise self.fail(field, f"expected {expected_len} token ids, got {len(value)}")
         return value
 
-    def completion(self, choice: Any, i: int) -> Completion:
+    def split_stop_token(
+        self, choice: Any, tokens: list[TokenLogprob], stop_token_included: bool
+    ) -> tuple[list[TokenLogprob], TokenLogprob | None]:
+        """vLLM lists the stop token (stop_reason null: EOS; an int: another stop token id)
+        among the generated tokens; it spells no text, so it is set apart."""
+        stop = None
+        if (
+            stop_token_included
+            and tokens
+            and choice.get("finish_reason") == "stop"
+            and not isinstance(choice.get("stop_reason"), str)
+        ):
+            stop, tokens = tokens[-1], tokens[:-1]
+        return tokens, stop
+
+    def completion(self, choice: Any, i: int, *, stop_token_included: bool = False) -> Completion:
         """A generated choice from /v1/completions with `logprobs` set."""
         where = f"choices[{i}]"
         text = self.get(choice, "text", f"{where}.text")
@@ -77,20 +92,18 @@ class Wire:
         ids = choice.get("token_ids")
         if ids is not None:
             ids = self.token_ids(ids, f"{where}.token_ids", len(tokens))
-        return Completion(
-            text=text,
-            tokens=tuple(
-                TokenLogprob(
-                    token_id=None if ids is None else ids[j],
-                    text=tokens[j],
-                    logprob=self.logprob(values[j], f"{where}.logprobs.token_logprobs[{j}]"),
-                )
-                for j in range(len(tokens))
-            ),
-            finish_reason=choice.get("finish_reason"),
-        )
+        parsed = [
+            TokenLogprob(
+                token_id=None if ids is None else ids[j],
+                text=tokens[j],
+                logprob=self.logprob(values[j], f"{where}.logprobs.token_logprobs[{j}]"),
+            )
+            for j in range(len(tokens))
+        ]
+        spelling, stop = self.split_stop_token(choice, parsed, stop_token_included)
+        return Completion(text=text, tokens=tuple(spelling), finish_reason=choice.get("finish_reason"), stop_token=stop)
 
-    def chat_completion(self, choice: Any, i: int) -> Completion:
+    def chat_completion(self, choice: Any, i: int, *, stop_token_included: bool = False) -> Completion:
         """A generated choice from /v1/chat/completions with `logprobs: true`."""
         where = f"choices[{i}]"
         message = self.get(choice, "message", f"{where}.message")
@@ -114,7 +127,8 @@ class Wire:
                     logprob=self.logprob(self.get(entry, "logprob", f"{field}.logprob"), f"{field}.logprob"),
                 )
             )
-        return Completion(text=text, tokens=tuple(tokens), finish_reason=choice.get("finish_reason"))
+        spelling, stop = self.split_stop_token(choice, tokens, stop_token_included)
+        return Completion(text=text, tokens=tuple(spelling), finish_reason=choice.get("finish_reason"), stop_token=stop)
 
     def echo_logprobs(self, choice: Any, i: int, prompt_ids: Sequence[int], n_scored: int) -> list[TokenLogprob]:
         """The last `n_scored` prompt tokens' logprobs from an echo response.

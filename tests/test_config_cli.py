@@ -139,13 +139,6 @@ def test_unknown_config_field_is_a_usage_error(tmp_path):
         config_from("--config", str(path))
 
 
-@pytest.mark.xfail(
-    reason="commands.audit_config does dict(data.get(role)) and data.update() on whatever the file holds: "
-    "a non-table [target] or a top-level JSON array escapes as ValueError/AttributeError (a traceback) "
-    "instead of a UsageError (exit 2)",
-    raises=(ValueError, AttributeError),
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("name", "text"),
     [
@@ -248,22 +241,7 @@ def test_openai_key_never_goes_to_another_host(monkeypatch):
 
 @pytest.mark.parametrize(
     "spoof",
-    [
-        pytest.param(
-            "https://api.openai.com.attacker.example/v1",
-            marks=pytest.mark.xfail(
-                reason="resolve_api_key matches 'api.openai.com' as a substring of the URL, not the host",
-                strict=True,
-            ),
-        ),
-        pytest.param(
-            "http://127.0.0.1:9/api.openai.com/v1",
-            marks=pytest.mark.xfail(
-                reason="resolve_api_key matches 'api.openai.com' as a substring of the URL, not the host",
-                strict=True,
-            ),
-        ),
-    ],
+    ["https://api.openai.com.attacker.example/v1", "http://127.0.0.1:9/api.openai.com/v1"],
 )
 def test_openai_key_not_sent_to_a_host_that_merely_mentions_openai(monkeypatch, spoof):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")

@@ -7,11 +7,12 @@ import json
 import httpx
 import pytest
 
-from blackbox_audit.generation import framed_prompt, generate_completions, spelling_tokens
+from blackbox_audit.generation import framed_prompt, generate_completions, target_tokens
 from blackbox_audit.prefills import prefill_id
 from blackbox_audit.records import Prefill, TargetCompletion, TokenScore
 from providers.records import ChatMessage, Completion, TokenLogprob
 from providers.registry import connect
+from providers.wire import Wire
 
 pytestmark = pytest.mark.anyio
 
@@ -40,57 +41,58 @@ def test_chat_framing_omits_an_empty_system_prompt():
     )
 
 
-# -- spelling_tokens ---------------------------------------------------------------------
+# -- the stop token, set apart by the provider -----------------------------------------
+
+wire = Wire("vllm test")
 
 
-def completion(text: str, tokens: list[tuple[str, float, int]], finish_reason: str | None) -> Completion:
-    return Completion(
-        text=text,
-        tokens=tuple(TokenLogprob(text=t, logprob=lp, token_id=i) for t, lp, i in tokens),
-        finish_reason=finish_reason,
-    )
+def choice(text: str, tokens: list[str], finish_reason: str | None, stop_reason=None) -> dict:
+    return {
+        "index": 0,
+        "text": text,
+        "logprobs": {"tokens": tokens, "token_logprobs": [-1.0 - i for i in range(len(tokens))]},
+        "token_ids": list(range(1, len(tokens) + 1)),
+        "finish_reason": finish_reason,
+        "stop_reason": stop_reason,
+    }
 
 
 def texts(tokens) -> list[str]:
     return [t.text for t in tokens]
 
 
-def test_eos_with_empty_text_is_dropped_on_stop():
-    result = spelling_tokens(completion("Hi there", [("Hi", -1.0, 1), (" there", -2.0, 2), ("", -0.1, 0)], "stop"))
-    assert result == (TokenScore(text="Hi", logprob=-1.0, token_id=1), TokenScore(text=" there", logprob=-2.0, token_id=2))
+@pytest.mark.parametrize("eos_text", ["", "<|im_end|>", "\ufffd"])
+def test_vllm_end_of_sequence_token_is_set_apart(eos_text):
+    parsed = wire.completion(choice("Hi there", ["Hi", " there", eos_text], "stop"), 0, stop_token_included=True)
+    assert texts(parsed.tokens) == ["Hi", " there"]
+    assert parsed.stop_token is not None and parsed.stop_token.logprob == -3.0
+    assert texts(target_tokens(parsed)) == ["Hi", " there"]
 
 
-def test_eos_alone_on_an_empty_completion_is_dropped():
-    assert spelling_tokens(completion("", [("", -0.3, 0)], "stop")) == ()
+def test_a_stop_token_id_is_set_apart_too():
+    parsed = wire.completion(choice("Hi", ["Hi", "<|endoftext|>"], "stop", stop_reason=0), 0, stop_token_included=True)
+    assert texts(parsed.tokens) == ["Hi"]
 
 
-def test_eos_spelled_as_a_special_token_is_dropped_on_stop():
-    result = spelling_tokens(completion("Hi there", [("Hi", -1.0, 1), (" there", -2.0, 2), ("<|im_end|>", -0.1, 0)], "stop"))
-    assert texts(result) == ["Hi", " there"]
+def test_byte_fallback_tokens_do_not_hide_the_stop_token():
+    """Tokens shown as U+FFFD do not spell the text, yet the stop token is still found."""
+    parsed = wire.completion(choice("🙂", ["\ufffd", "\ufffd", ""], "stop"), 0, stop_token_included=True)
+    assert len(parsed.tokens) == 2 and parsed.stop_token is not None
 
 
-def test_finish_length_keeps_every_token():
-    # even a textless last token: a length stop generated no end-of-sequence token
-    result = spelling_tokens(completion("Hi there", [("Hi", -1.0, 1), (" there", -2.0, 2), ("", -0.5, 7)], "length"))
-    assert texts(result) == ["Hi", " there", ""]
-    assert texts(spelling_tokens(completion("ab", [("a", -1.0, 1), ("b", -1.0, 2)], "length"))) == ["a", "b"]
+@pytest.mark.parametrize(
+    ("finish_reason", "stop_reason", "included"),
+    [("length", None, True), ("stop", "###", True), ("stop", None, False)],
+    ids=["length limit", "stop string", "endpoint without stop token"],
+)
+def test_every_token_is_kept_without_a_stop_token(finish_reason, stop_reason, included):
+    parsed = wire.completion(choice("Hi there", ["Hi", " there"], finish_reason, stop_reason), 0, stop_token_included=included)
+    assert texts(parsed.tokens) == ["Hi", " there"] and parsed.stop_token is None
 
 
-def test_a_real_last_token_is_kept_on_stop():
-    # the other tokens do not spell the text, so the last one is part of it (a stop string, say)
-    result = spelling_tokens(completion("Hi there.", [("Hi", -1.0, 1), (" there", -2.0, 2), (".", -0.2, 3)], "stop"))
-    assert texts(result) == ["Hi", " there", "."]
-    assert [t.logprob for t in result] == [-1.0, -2.0, -0.2]
-    assert [t.token_id for t in result] == [1, 2, 3]
-
-
-def test_unknown_finish_reason_keeps_every_token():
-    result = spelling_tokens(completion("Hi", [("Hi", -1.0, 1), ("<|im_end|>", -0.1, 0)], None))
-    assert texts(result) == ["Hi", "<|im_end|>"]
-
-
-def test_no_tokens_at_all():
-    assert spelling_tokens(completion("", [], "stop")) == ()
+def test_target_tokens_keep_ids_and_logprobs():
+    completion = Completion(text="ab", tokens=(TokenLogprob(text="a", logprob=-1.0, token_id=5), TokenLogprob(text="b", logprob=-2.0, token_id=6)), finish_reason="length")
+    assert target_tokens(completion) == (TokenScore(text="a", logprob=-1.0, token_id=5), TokenScore(text="b", logprob=-2.0, token_id=6))
 
 
 # -- generate_completions against a fake vLLM --------------------------------------------
