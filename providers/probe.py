@@ -136,8 +136,14 @@ async def _score(p: OpenAICompatibleProvider, via: str) -> list[float]:
 
 
 async def _check_echo(p: OpenAICompatibleProvider) -> str:
+    ids = await p.tokenize(PROBE_TEXT)
+    p.score_via = "echo"
+    payload = await p.http.request("POST", "/completions", p.score_body(ids), lambda answer: answer, cached=False)
+    echoed = p.wire.get(p.wire.choices(payload, 1)[0], "logprobs", "choices[0].logprobs")
+    first = p.wire.get(p.wire.get(echoed, "token_logprobs", "token_logprobs"), 0, "token_logprobs[0]")
+    assert first is None, f"the first echoed logprob is {first!r}, expected null (nothing conditions it): off by one?"
     values = await _score(p, "echo")
-    return f"{len(values)} continuation tokens, lengths match, finite, first null; NLL {-sum(values):.3f} nats"
+    return f"{len(ids)} tokens echoed, lengths match, first null, finite; NLL {-sum(values):.3f} nats"
 
 
 async def _check_prompt_logprobs(p: OpenAICompatibleProvider) -> str:
