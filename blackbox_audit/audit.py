@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -26,6 +26,7 @@ from blackbox_audit.ranking import rank
 from blackbox_audit.records import CompletionResult
 from blackbox_audit.report import render_html, render_markdown, write_results
 from blackbox_audit.scoring import score_completions
+from providers.http import RetryPolicy
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.registry import connect
 
@@ -57,23 +58,18 @@ class _Timer:
         return _Stage()
 
 
-async def _connect(endpoint: EndpointConfig, cache: ResponseCache | None, transport) -> OpenAICompatibleProvider:
-    return await connect(
-        endpoint.base_url,
-        endpoint.model,
-        dialect=endpoint.dialect,
-        api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
-        cache=cache,
-        transport=transport,
-        max_concurrency=endpoint.max_concurrency,
-    )
+def check_role(config: AuditConfig, role: str, provider: OpenAICompatibleProvider) -> None:
+    """Refuse, before any work, an endpoint that cannot play its role in this framing."""
+    prompt = framed_prompt("The", config.framing, system_prompt=config.system_prompt, user_prompt=config.user_prompt)
+    if role == "target":
+        provider.check_can_generate(prompt)
+    else:
+        provider.check_can_score(prompt)
 
 
 def check_roles(config: AuditConfig, target: OpenAICompatibleProvider, reference: OpenAICompatibleProvider) -> None:
-    """Refuse, before any work, an endpoint that cannot play its role in this framing."""
-    prompt = framed_prompt("The", config.framing, system_prompt=config.system_prompt, user_prompt=config.user_prompt)
-    target.check_can_generate(prompt)
-    reference.check_can_score(prompt)
+    check_role(config, "target", target)
+    check_role(config, "reference", reference)
 
 
 async def audit(
@@ -82,15 +78,35 @@ async def audit(
     progress: bool = True,
     transports: TransportFactory = lambda role: None,
     write: bool = True,
+    retry: RetryPolicy = RetryPolicy(),
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> AuditResult:
+    """`retry` and `sleep` go to both endpoints' HTTP clients (tests make retries instant)."""
     timer = _Timer()
+    with timer.stage("corpus"):
+        documents = load_documents(config.corpus, text_field=config.text_field)  # a bad corpus costs no request
     cache = ResponseCache(config.cache_dir) if config.use_cache else None
-    target = await _connect(config.target, cache, transports("target"))
-    reference = await _connect(config.reference, cache, transports("reference"))
+    opened: dict[str, OpenAICompatibleProvider] = {}
     try:
-        check_roles(config, target, reference)
-        with timer.stage("corpus"):
-            documents = load_documents(config.corpus, text_field=config.text_field)
+        # An endpoint with a declared dialect connects without a request (auto-detection asks
+        # GET /version), so those are connected and checked first: a role they cannot play is
+        # refused before anything is sent.
+        for role in sorted(("target", "reference"), key=lambda r: getattr(config, r).dialect == "auto"):
+            endpoint: EndpointConfig = getattr(config, role)
+            opened[role] = await connect(
+                endpoint.base_url,
+                endpoint.model,
+                dialect=endpoint.dialect,
+                api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
+                cache=cache,
+                transport=transports(role),
+                max_concurrency=endpoint.max_concurrency,
+                retry=retry,
+                sleep=sleep,
+                role=role,
+            )
+            check_role(config, role, opened[role])
+        target, reference = opened["target"], opened["reference"]
         tokenizer = tokenizer_for(target)
         with timer.stage("prefills"):
             prefills, skipped = await select_prefills(
@@ -134,8 +150,8 @@ async def audit(
             tokenizer=tokenizer.name, timings=timer.seconds,
         )
     finally:
-        await target.aclose()
-        await reference.aclose()
+        for provider in opened.values():
+            await provider.aclose()
         if cache is not None:
             cache.close()
     if write:

@@ -107,8 +107,19 @@ def _error_message(body: bytes) -> tuple[str, str | None]:
     return str(data)[:500], None
 
 
-def status_error(status: int, url: str, headers: Mapping[str, str], body: bytes, *, provider: str) -> errors.APIStatusError:
-    """Map an error status to the typed tree, with a message that says what to do next."""
+def _key_hint(role: str) -> str:
+    """Where the API key comes from, in the words of the command that was run."""
+    if not role:
+        return "--api-key or the OPENAI_API_KEY environment variable"
+    return f"--{role}-api-key, or the BLACKBOX_AUDIT_{role.upper()}_API_KEY / BLACKBOX_AUDIT_API_KEY environment variable"
+
+
+def status_error(
+    status: int, url: str, headers: Mapping[str, str], body: bytes, *, provider: str, role: str = ""
+) -> errors.APIStatusError:
+    """Map an error status to the typed tree, with a message that says what to do next.
+
+    `role` ("target", "reference" or "") only words the hints after the flags that set it."""
     message, code = _error_message(body)
     retry_after = parse_retry_after(headers)
     where = f"{provider} {url} answered {status}"
@@ -127,11 +138,17 @@ def status_error(status: int, url: str, headers: Mapping[str, str], body: bytes,
         return errors.ServerError(f"{where}: {message}", **kwargs)
     if status in (401, 403):
         return errors.AuthenticationError(
-            f"{where}: {message} (check the API key: --api-key or the OPENAI_API_KEY environment variable)", **kwargs
+            f"{where}: {message} (check the API key: {_key_hint(role)})", **kwargs
         )
     if status == 404:
         return errors.NotFoundError(f"{where}: {message}", **kwargs)
     return errors.BadRequestError(f"{where}: {message}", **kwargs)
+
+
+def _names_model(message: str, model: Any) -> bool:
+    """Whether a 404's message is about the model we asked for (vLLM and OpenAI quote it:
+    "The model `x` does not exist."), not about a missing route."""
+    return isinstance(model, str) and bool(model) and any(f"{q}{model}{q}" in message for q in "`'\"")
 
 
 def _wait_for(policy: RetryPolicy) -> Callable[[Any], float]:
@@ -162,9 +179,11 @@ class HttpClient:
         cache: ResponseCache | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        role: str = "",
     ):
         self.base_url = base_url.rstrip("/")
         self.provider = provider
+        self.role = role
         self.cache = cache
         self.stats = RequestStats()
         self._retry = retry
@@ -262,19 +281,45 @@ class HttpClient:
                 raise errors.TransportError(f"{self.provider} {self.base_url}{path}: timed out ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:
                 raise errors.TransportError(
-                    f"{self.provider} {self.base_url}{path}: {type(exc).__name__}: {exc or 'connection failed'}"
+                    f"{self.provider} {self.base_url}{path}: {type(exc).__name__}: {str(exc) or 'connection lost'}"
                     " (is the server running and the base URL right?)"
                 ) from exc
         if response.status_code >= 400:
-            raise status_error(
-                response.status_code, f"{self.base_url}{path}", response.headers, content, provider=self.provider
+            error = status_error(
+                response.status_code, f"{self.base_url}{path}", response.headers, content, provider=self.provider, role=self.role
             )
+            model = body.get("model") if isinstance(body, dict) else None
+            if isinstance(error, errors.NotFoundError) and _names_model(str(error), model):
+                error = await self._unknown_model(error, model)
+            raise error
         try:
             return json.loads(content)
         except ValueError as exc:
             raise errors.ResponseShapeError(
                 self.provider, path, f"body is not JSON ({len(content)} bytes)", retryable=True
             ) from exc
+
+    async def served_models(self) -> list[str] | None:
+        """The model ids the server lists at `GET /models`; None when it cannot say."""
+        self.stats.http_requests += 1
+        self.stats.by_path["/models"] = self.stats.by_path.get("/models", 0) + 1
+        try:
+            response = await self._client.get("/models", timeout=10.0)
+            return sorted(str(m["id"]) for m in response.raise_for_status().json()["data"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    async def _unknown_model(self, error: errors.NotFoundError, model: str) -> errors.NotFoundError:
+        """A 404 that names the model we asked for: say which models the server does serve."""
+        served = await self.served_models()
+        flag = f"--{self.role}-model" if self.role else "--model"
+        listing = f"the server serves: {', '.join(served)}" if served else "GET /models did not list the served models"
+        return errors.NotFoundError(
+            f"{error} ({listing}; fix {flag})",
+            status=error.status,
+            url=error.url,
+            retry_after_s=error.retry_after_s,
+        )
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):

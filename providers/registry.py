@@ -53,8 +53,11 @@ async def connect(
     score_via: ScoreVia | None = None,
     retry: RetryPolicy = RetryPolicy(),
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    role: str = "",
 ) -> OpenAICompatibleProvider:
-    """An adapter for `model` at `base_url` (an OpenAI-style URL ending in /v1)."""
+    """An adapter for `model` at `base_url` (an OpenAI-style URL ending in /v1).
+
+    `role` ("target" / "reference") words error hints after the audit's flags (--target-api-key)."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
     http = HttpClient(
@@ -66,6 +69,7 @@ async def connect(
         cache=cache,
         transport=transport,
         sleep=sleep,
+        role=role,
     )
     server_version = None
     if dialect == "auto":
