@@ -27,6 +27,7 @@ from blackbox_audit.records import CompletionResult
 from blackbox_audit.report import render_html, render_markdown, write_results
 from blackbox_audit.scoring import score_completions
 from providers.http import RetryPolicy
+from providers.openai import is_openai_host
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.registry import connect
 
@@ -67,9 +68,18 @@ def check_role(config: AuditConfig, role: str, provider: OpenAICompatibleProvide
         provider.check_can_score(prompt)
 
 
-def check_roles(config: AuditConfig, target: OpenAICompatibleProvider, reference: OpenAICompatibleProvider) -> None:
-    check_role(config, "target", target)
-    check_role(config, "reference", reference)
+TOKENIZER_PROBE = "Tokenizers differ: naïve café, 東京, 1234567, def f(x): return x**2  # ok"
+
+
+async def shared_tokenizer(target: OpenAICompatibleProvider, reference: OpenAICompatibleProvider) -> bool:
+    """Whether both endpoints tokenize like one tokenizer (same ids for a probe text with
+    words, digits, code and non-ASCII). Two cached /tokenize calls; False when either cannot."""
+    if not (target.capabilities.tokenize and reference.capabilities.tokenize):
+        return False
+    if target.dialect == "openai" or reference.dialect == "openai":
+        return False
+    ids = [await p.tokenize(TOKENIZER_PROBE, add_special_tokens=False) for p in (target, reference)]
+    return ids[0] == ids[1]
 
 
 async def audit(
@@ -107,6 +117,7 @@ async def audit(
             )
             check_role(config, role, opened[role])
         target, reference = opened["target"], opened["reference"]
+        shared = await shared_tokenizer(target, reference)
         tokenizer = tokenizer_for(target)
         with timer.stage("prefills"):
             prefills, skipped = await select_prefills(
@@ -143,7 +154,9 @@ async def audit(
                 progress=progress,
             )
         with timer.stage("gap_and_ranking"):
-            measured = [measure(c, o.scored, o.failure) for c, o in zip(completions, outcomes, strict=True)]
+            measured = [
+                measure(c, o.scored, o.failure, shared_tokenizer=shared) for c, o in zip(completions, outcomes, strict=True)
+            ]
             ranked = rank(measured, config.score, degeneracy_threshold=config.degeneracy_threshold)
         manifest = build_manifest(
             config, target, reference, ranked, n_documents=len(documents), n_skipped=skipped,
@@ -199,7 +212,7 @@ def estimate(config: AuditConfig) -> Estimate:
     n = len(documents) if config.limit is None else min(config.limit, len(documents))
     chat = config.framing == "chat"
     template = CHAT_TEMPLATE_TOKENS if chat else 0
-    target_openai = "api.openai.com" in config.target.base_url or config.target.dialect == "openai"
+    target_openai = is_openai_host(config.target.base_url) or config.target.dialect == "openai"
     batches = -(-n // config.batch_size)
     generation_requests = n if chat else batches
     tokenizer_requests = 0 if target_openai else 2 * n

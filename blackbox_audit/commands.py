@@ -165,6 +165,8 @@ def audit_config(args: argparse.Namespace):
         "out": args.out,
         "cache_dir": args.cache_dir,
     }
+    if args.no_cache and args.cache_dir:
+        raise UsageError("--no-cache conflicts with --cache-dir: give one of them")
     if args.no_degeneracy_filter and args.degeneracy_threshold is not None:
         raise UsageError("--no-degeneracy-filter conflicts with --degeneracy-threshold: give one of them")
     data: dict = {}
@@ -187,6 +189,8 @@ def audit_config(args: argparse.Namespace):
         data["degeneracy_threshold"] = None
     if args.no_cache:
         data["use_cache"] = False
+    if args.cache_dir:
+        data["use_cache"] = True
     for role in ("target", "reference"):
         if not isinstance(data.get(role) or {}, dict):
             raise UsageError(f"[{role}] in the config file must be a table (base_url, model, dialect, ...)")

@@ -121,8 +121,17 @@ def _nll_per_char(tokens: Sequence[TokenScore]) -> tuple[str, list[float]]:
     return text, per_char
 
 
-def measure(completion: TargetCompletion, scored: ScoredContinuation | None, failure: str = "") -> CompletionResult:
-    """Stage 4: one completion's numbers on both sides, its gaps and its alignment status."""
+def measure(
+    completion: TargetCompletion,
+    scored: ScoredContinuation | None,
+    failure: str = "",
+    *,
+    shared_tokenizer: bool = False,
+) -> CompletionResult:
+    """Stage 4: one completion's numbers on both sides, its gaps and its alignment status.
+
+    Token ids are compared (`same_tokens`) only when both sides use one tokenizer: across
+    vocabularies equal ids mean nothing."""
     prefill = completion.prefill
     target_tokens = completion.tokens
     base = dict(
@@ -148,7 +157,7 @@ def measure(completion: TargetCompletion, scored: ScoredContinuation | None, fai
     reference = side_stats([t.logprob for t in reference_tokens], len(scored.covered_text.encode()))
     target_ids = [t.token_id for t in target_tokens]
     reference_ids = [t.token_id for t in reference_tokens]
-    known = None not in target_ids and None not in reference_ids
+    known = shared_tokenizer and None not in target_ids and None not in reference_ids
     return CompletionResult(
         **base,
         alignment=scored.alignment,

@@ -10,7 +10,7 @@ import httpx
 
 from providers import errors
 from providers.http import HttpClient, ResponseCache, RetryPolicy
-from providers.openai import OpenAIProvider, openai_capabilities
+from providers.openai import OpenAIProvider, is_openai_host, openai_capabilities
 from providers.openai_compatible import OpenAICompatibleProvider, ScoreVia
 from providers.records import Capabilities
 from providers.vllm import VLLM_CAPABILITIES, VLLMProvider
@@ -73,7 +73,7 @@ async def connect(
     )
     server_version = None
     if dialect == "auto":
-        if "api.openai.com" in base_url:
+        if is_openai_host(base_url):
             dialect = "openai"
         else:
             try:

@@ -111,7 +111,7 @@ def test_widened_byte_counts_are_utf8_bytes_not_characters():
 
 
 def test_same_tokens_true_when_the_ids_match():
-    result = measure(HI_THERE, scored([("Hi", -1.0, 1), (" there", -2.0, 2)], "Hi there"))
+    result = measure(HI_THERE, scored([("Hi", -1.0, 1), (" there", -2.0, 2)], "Hi there"), shared_tokenizer=True)
     assert result.same_tokens is True
     assert result.gaps.logppl_diff == 0.0
 
@@ -119,8 +119,14 @@ def test_same_tokens_true_when_the_ids_match():
 def test_same_tokens_false_for_a_non_canonical_target_tokenization():
     # the target generated " the" + "re"; its reference tokenizer says " there"
     completion = target_completion("Hi there", [("Hi", -1.0, 1), (" the", -1.0, 3), ("re", -1.0, 4)])
-    result = measure(completion, scored([("Hi", -1.0, 1), (" there", -2.0, 2)], "Hi there"))
+    result = measure(completion, scored([("Hi", -1.0, 1), (" there", -2.0, 2)], "Hi there"), shared_tokenizer=True)
     assert result.same_tokens is False
+
+
+def test_same_tokens_not_compared_across_tokenizers():
+    """Equal ids from two vocabularies mean nothing, so across tokenizers it stays None."""
+    result = measure(HI_THERE, scored([("Hi", -1.0, 1), (" there", -2.0, 2)], "Hi there"))
+    assert result.same_tokens is None
 
 
 @pytest.mark.parametrize(
@@ -130,7 +136,9 @@ def test_same_tokens_false_for_a_non_canonical_target_tokenization():
 def test_same_tokens_unknown_without_ids(target_ids, reference_ids):
     completion = target_completion("Hi there", [("Hi", -1.0, target_ids[0]), (" there", -2.0, target_ids[1])])
     result = measure(
-        completion, scored([("Hi", -1.0, reference_ids[0]), (" there", -2.0, reference_ids[1])], "Hi there")
+        completion,
+        scored([("Hi", -1.0, reference_ids[0]), (" there", -2.0, reference_ids[1])], "Hi there"),
+        shared_tokenizer=True,
     )
     assert result.same_tokens is None
     assert result.alignment == "exact"
@@ -148,6 +156,7 @@ def test_gaps_match_side_stats_and_gaps():
     result = measure(
         completion,
         scored([("a", reference_logprobs[0], 1), (" fine", reference_logprobs[1], 2), (" day", reference_logprobs[2], 5)], "a fine day"),
+        shared_tokenizer=True,
     )
     target = side_stats(target_logprobs, 10)
     reference = side_stats(reference_logprobs, 10)
