@@ -28,11 +28,19 @@ def resolve_api_key(flag_value: str | None, base_url: str, role: str = "") -> st
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    from providers.http import RetryPolicy
     from providers.probe import probe
     from providers.registry import connect
 
     async def go():
-        provider = await connect(args.base_url, args.model, dialect=args.dialect, api_key=resolve_api_key(args.api_key, args.base_url))
+        # A probe reports what fails; it does not wait out a dead server with long backoffs.
+        provider = await connect(
+            args.base_url,
+            args.model,
+            dialect=args.dialect,
+            api_key=resolve_api_key(args.api_key, args.base_url),
+            retry=RetryPolicy(max_attempts=2, max_backoff_s=2.0),
+        )
         try:
             return await probe(provider)
         finally:

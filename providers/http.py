@@ -270,6 +270,10 @@ class HttpClient:
                 self.cache.set(keys[i], part)
         return results
 
+    def _url(self, path: str) -> str:
+        """Paths are relative to the base URL, except absolute ones (vLLM's /tokenize sits beside /v1)."""
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+
     async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         async with self._limiter:
             self.stats.http_requests += 1
@@ -278,15 +282,15 @@ class HttpClient:
                 response = await self._client.request(method, path, json=body)
                 content = await response.aread()
             except httpx.TimeoutException as exc:
-                raise errors.TransportError(f"{self.provider} {self.base_url}{path}: timed out ({type(exc).__name__})") from exc
+                raise errors.TransportError(f"{self.provider} {self._url(path)}: timed out ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:
                 raise errors.TransportError(
-                    f"{self.provider} {self.base_url}{path}: {type(exc).__name__}: {str(exc) or 'connection lost'}"
+                    f"{self.provider} {self._url(path)}: {type(exc).__name__}: {str(exc) or 'connection lost'}"
                     " (is the server running and the base URL right?)"
                 ) from exc
         if response.status_code >= 400:
             error = status_error(
-                response.status_code, f"{self.base_url}{path}", response.headers, content, provider=self.provider, role=self.role
+                response.status_code, self._url(path), response.headers, content, provider=self.provider, role=self.role
             )
             model = body.get("model") if isinstance(body, dict) else None
             if isinstance(error, errors.NotFoundError) and _names_model(str(error), model):
