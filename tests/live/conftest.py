@@ -29,7 +29,7 @@ def require_server(key: str) -> local_vllm.LocalModel:
         message = f"the local vLLM server for {key} is not running at {model.base_url}: run `blackbox-audit local-vllm up`"
         if os.environ.get("BLACKBOX_AUDIT_REQUIRE_LIVE") == "1":
             pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(reason=message)
     return model
 
 
