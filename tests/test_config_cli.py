@@ -212,6 +212,18 @@ def test_no_cache():
     assert config_from(*ENDPOINTS, "--no-cache").use_cache is False
 
 
+def test_cache_dir_turns_the_cache_on_over_the_config_file(tmp_path):
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps({**JSON, "use_cache": False}), encoding="utf-8")
+    config = config_from("--config", str(path), "--cache-dir", str(tmp_path / "c"))
+    assert config.use_cache is True and config.cache_dir == tmp_path / "c"
+
+
+def test_no_cache_conflicts_with_cache_dir(tmp_path):
+    with pytest.raises(UsageError, match="--no-cache conflicts with --cache-dir"):
+        config_from(*ENDPOINTS, "--no-cache", "--cache-dir", str(tmp_path))
+
+
 def test_main_refuses_bad_flags_with_exit_2_and_sends_nothing(capsys):
     assert main(["audit", *ENDPOINTS, "--limit", "0"]) == 2
     err = capsys.readouterr().err
