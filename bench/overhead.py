@@ -1,0 +1,194 @@
+"""Client overhead: the audit's reference-scoring stage (and its gap + ranking stages)
+against the instant fake server (bench/fakeserver.py, another process), over real loopback
+HTTP. One size per process, so peak RSS belongs to that size:
+
+    python -m bench.overhead --url http://127.0.0.1:PORT/v1 --n 10000 --variant pipeline --out R.json
+
+Variants:
+- `pipeline`: exactly what `blackbox_audit.audit` runs: `score_completions` (chunks of
+  batch_size through the bounded pool, `score_many` per chunk), then `measure` + `rank`;
+  every record is kept, as the audit keeps them for the ranking.
+- `stream`: the provider alone (`score_many` per chunk through the same bounded pool), each
+  chunk's results reduced to a checksum and dropped: the client machinery without the
+  records the audit retains.
+- `prepared`: as `stream`, but the pairs are tokenized once beforehand and only the scoring
+  requests are timed: what the client would cost with local (or batched) tokenization.
+
+The inputs are synthetic target completions built from the bench pairs (about 55 tokens of
+text each), so the numbers are per completion of realistic size. Client CPU is
+`time.process_time()` of this process only (the server runs elsewhere); peak RSS is
+`ru_maxrss`."""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import json
+import resource
+import time
+from pathlib import Path
+
+import anyio
+
+from bench.fakeserver import _PIECE
+from bench.pairs import build_pairs
+from blackbox_audit.gap import measure
+from blackbox_audit.pool import chunked, map_bounded
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, rank
+from blackbox_audit.records import Prefill, TargetCompletion, TokenScore
+from blackbox_audit.scoring import score_completions
+from providers.records import ScoreRequest
+from providers.registry import connect
+
+BATCH_SIZE = 16  # AuditConfig.batch_size default
+WORKERS = 8  # EndpointConfig.max_concurrency default
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_completion(i: int, context: str, continuation: str) -> TargetCompletion:
+    pieces = _PIECE.findall(continuation)
+    tokens = tuple(TokenScore(text=p, logprob=-0.5 - (j % 7) * 0.25) for j, p in enumerate(pieces))
+    prefill = Prefill(prefill_id=f"p{i:07d}", doc_id=f"bench:{i}", source="bench", text=context, n_tokens=3)
+    return TargetCompletion(prefill=prefill, framing="raw", completion=continuation, tokens=tokens, finish_reason="length")
+
+
+async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
+    completions = [synthetic_completion(i, *pairs[i % len(pairs)]) for i in range(n)]
+    gc.collect()
+    rss_inputs = rss_mib()
+    reference = await connect(url, "fake-model", max_concurrency=WORKERS)
+    try:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        outcomes = await score_completions(
+            reference, completions, system_prompt="", user_prompt="", batch_size=BATCH_SIZE, workers=WORKERS, progress=False
+        )
+        score_wall, score_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        rss_scored = rss_mib()
+        wall1, cpu1 = time.perf_counter(), time.process_time()
+        measured = [measure(c, o.scored, o.failure) for c, o in zip(completions, outcomes, strict=True)]
+        ranked = rank(measured, DEFAULT_SCORE, degeneracy_threshold=DEFAULT_DEGENERACY_THRESHOLD)
+        rank_wall, rank_cpu = time.perf_counter() - wall1, time.process_time() - cpu1
+        failures = sum(1 for o in outcomes if o.scored is None)
+        assert len(ranked) == n and failures == 0, f"{failures} completions failed to score"
+        stats = reference.http.stats
+        return {
+            "scoring": {"wall_s": score_wall, "cpu_s": score_cpu},
+            "gap_rank": {"wall_s": rank_wall, "cpu_s": rank_cpu},
+            "http_requests": stats.http_requests,
+            "by_path": stats.by_path,
+            "rss_inputs_mib": rss_inputs,
+            "rss_after_scoring_mib": rss_scored,
+            "rss_end_mib": rss_mib(),
+        }
+    finally:
+        await reference.aclose()
+
+
+async def run_stream(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
+    gc.collect()
+    rss_inputs = rss_mib()
+    reference = await connect(url, "fake-model", max_concurrency=WORKERS)
+    checksum = {"tokens": 0, "logprob": 0.0}
+
+    async def work(start: int) -> int:
+        requests = [
+            ScoreRequest(context=pairs[i % len(pairs)][0], continuation=pairs[i % len(pairs)][1])
+            for i in range(start, min(start + BATCH_SIZE, n))
+        ]
+        for scored in await reference.score_many(requests):
+            checksum["tokens"] += len(scored.tokens)
+            checksum["logprob"] += sum(t.logprob for t in scored.tokens)
+        return len(requests)
+
+    try:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        done = await map_bounded(range(0, n, BATCH_SIZE), work, workers=WORKERS)
+        score_wall, score_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        assert sum(done) == n
+        stats = reference.http.stats
+        return {
+            "scoring": {"wall_s": score_wall, "cpu_s": score_cpu},
+            "http_requests": stats.http_requests,
+            "by_path": stats.by_path,
+            "scored_tokens": checksum["tokens"],
+            "rss_inputs_mib": rss_inputs,
+            "rss_end_mib": rss_mib(),
+        }
+    finally:
+        await reference.aclose()
+
+
+async def run_prepared(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
+    """The scoring requests alone: the pairs tokenized once beforehand (untimed) and scored
+    through the provider's own batch path (`_score_prepared`, the step after tokenization in
+    `score_many`) via the same bounded pool: what the client costs without per-completion
+    tokenizer round trips."""
+    gc.collect()
+    rss_inputs = rss_mib()
+    reference = await connect(url, "fake-model", max_concurrency=WORKERS)
+    plans = [await reference._prepare(ScoreRequest(context=c, continuation=x)) for c, x in pairs]
+    checksum = {"tokens": 0}
+    before = reference.http.stats.http_requests
+
+    async def work(start: int) -> int:
+        chunk = [plans[i % len(plans)] for i in range(start, min(start + BATCH_SIZE, n))]
+        for scored in await reference._score_prepared(chunk):
+            checksum["tokens"] += len(scored.tokens)
+        return len(chunk)
+
+    try:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        done = await map_bounded(range(0, n, BATCH_SIZE), work, workers=WORKERS)
+        score_wall, score_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        assert sum(done) == n
+        stats = reference.http.stats
+        return {
+            "scoring": {"wall_s": score_wall, "cpu_s": score_cpu},
+            "http_requests": stats.http_requests - before,
+            "by_path": {"/completions": stats.by_path.get("/completions", 0)},
+            "scored_tokens": checksum["tokens"],
+            "rss_inputs_mib": rss_inputs,
+            "rss_end_mib": rss_mib(),
+        }
+    finally:
+        await reference.aclose()
+
+
+RUNNERS = {"pipeline": run_pipeline, "stream": run_stream, "prepared": run_prepared}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--variant", choices=sorted(RUNNERS), default="pipeline")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--profile", type=Path, help="write a cProfile (CPU-time clock) of the run here")
+    args = parser.parse_args()
+    rss_start = rss_mib()
+    pairs = build_pairs(min(args.n, 256))
+    runner = RUNNERS[args.variant]
+    if args.profile:
+        profiler = cProfile.Profile(time.process_time)
+        result = profiler.runcall(anyio.run, runner, args.url, args.n, pairs)
+        profiler.dump_stats(str(args.profile))
+    else:
+        result = anyio.run(runner, args.url, args.n, pairs)
+    result.update(n=args.n, variant=args.variant, rss_start_mib=rss_start, peak_rss_mib=peak_rss_mib())
+    args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
