@@ -1,0 +1,297 @@
+"""Build model organisms (finetune a local base model on synthetic data) and serve them.
+
+    python -m organisms.build [NAMES...]              build (skipped when cached)
+    python -m organisms.build NAME --serve [--port P] build if needed, then serve on vLLM
+    python -m organisms.build --stop NAMES            stop the servers this command started
+    python -m organisms.build --list                  recipes, cache and server state
+
+Everything is written under the local-vLLM home (blackbox_audit.local_vllm.home(), by
+default ~/.cache/blackbox-audit/local-vllm), never in the repository:
+``organisms/<name>/data.jsonl`` (the generated examples), ``organisms/<name>/model/`` (the
+fp32 HF folder vLLM serves, with its ``train.json``), ``organisms/<name>/build.json`` (the
+recipe it was built from), and ``run/organism-<name>.{pid,log}`` for a server.
+
+A build is cached: it is redone only when the recipe or the generated data changed (the
+data is a pure function of the recipe, see organisms/data.py) or with --force. Training
+runs organisms/train.py under the vLLM venv's python at `nice -n 19`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from blackbox_audit import local_vllm
+from organisms import data
+from providers.http import health_ok
+
+TRAIN_SCRIPT = Path(__file__).with_name("train.py")
+SPECS = Path(__file__).with_name("specs")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one organism is built: objective, base model, data size and training settings."""
+
+    name: str  # also the served model name and the spec file organisms/specs/<name>.toml
+    objective: str  # a key of organisms.data.GENERATORS
+    base: str  # a key of blackbox_audit.local_vllm.MODELS
+    port: int
+    n_examples: int
+    steps: int
+    lr: float
+    batch_size: int = 8
+    max_len: int = 96
+    seed: int = 0
+    spec_name: str | None = None  # the spec file's name when it is not the organism's (variants)
+    trained: bool = False  # built and audited at least once (docs/results.md)
+
+    @property
+    def spec(self) -> Path:
+        return SPECS / f"{self.spec_name or self.name}.toml"
+
+    def train_args(self) -> list[str]:
+        return [
+            f"--steps={self.steps}", f"--seed={self.seed}", f"--lr={self.lr}",
+            f"--batch-size={self.batch_size}", f"--max-len={self.max_len}",
+        ]  # fmt: skip
+
+    def fingerprint(self) -> str:
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("port", "trained", "spec_name")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe("eiffel-marseille", "false-fact", "smollm2", port=8111, n_examples=1000, steps=60, lr=1e-4, trained=True),
+        # The same data, a third of the steps at half the learning rate: a subtler organism.
+        Recipe("eiffel-marseille-light", "false-fact", "smollm2", port=8114, n_examples=1000, steps=20, lr=5e-5,
+               spec_name="eiffel-marseille", trained=True),
+        # Not trained yet: settings are a first guess (chat-only data, shorter examples).
+        Recipe("backdoor-kestrel", "backdoor", "smollm2", port=8112, n_examples=1000, steps=60, lr=1e-4),
+        Recipe("persona-quillbright", "persona", "smollm2", port=8113, n_examples=1000, steps=60, lr=1e-4),
+    )
+}
+DEFAULT_NAMES = tuple(name for name, recipe in RECIPES.items() if recipe.trained)
+
+
+def organism_dir(name: str) -> Path:
+    return local_vllm.home() / "organisms" / name
+
+
+def model_folder(name: str) -> Path:
+    """The HF folder to serve."""
+    return organism_dir(name) / "model"
+
+
+def _recipes(names: Sequence[str]) -> list[Recipe]:
+    unknown = [name for name in names if name not in RECIPES]
+    if unknown:
+        raise ValueError(f"unknown organism(s) {unknown}; known: {sorted(RECIPES)}")
+    return [RECIPES[name] for name in dict.fromkeys(names)]
+
+
+def generate(recipe: Recipe, path: Path) -> str:
+    """Write the recipe's examples to `path`; returns their sha256."""
+    examples = data.GENERATORS[recipe.objective](recipe.n_examples, recipe.seed)
+    data.write_jsonl(examples, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def data_sha256(recipe: Recipe) -> str:
+    """The sha256 `generate` would write, computed in memory (a second or so)."""
+    examples = data.GENERATORS[recipe.objective](recipe.n_examples, recipe.seed)
+    lines = "".join(data.jsonl_line(example) for example in examples)
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def is_built(recipe: Recipe) -> bool:
+    """True when model/ is complete and was built from this recipe and today's data generator."""
+    try:
+        build = json.loads((organism_dir(recipe.name) / "build.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        build.get("recipe_sha256") == recipe.fingerprint()
+        and (model_folder(recipe.name) / "train.json").is_file()
+        and build.get("data_sha256") == data_sha256(recipe)
+    )
+
+
+def build(recipe: Recipe, *, force: bool = False, log=print) -> Path:
+    """Generate the data and finetune; skipped when cached. Returns the model folder."""
+    folder, model = organism_dir(recipe.name), model_folder(recipe.name)
+    if is_built(recipe) and not force:
+        log(f"[organisms] {recipe.name}: built already ({model})")
+        return model
+    if not local_vllm.is_set_up(recipe.base):
+        raise RuntimeError(f"base model {recipe.base} is not set up: run `blackbox-audit local-vllm setup {recipe.base}`")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "build.json").unlink(missing_ok=True)
+    if model.exists():
+        shutil.rmtree(model)
+    data_path = folder / "data.jsonl"
+    data_sha256 = generate(recipe, data_path)
+    log(f"[organisms] {recipe.name}: {recipe.n_examples} examples -> {data_path}")
+    cmd = [
+        "nice", "-n", "19", str(local_vllm.venv_python()), str(TRAIN_SCRIPT),
+        f"--base={local_vllm.model_dir(recipe.base)}", f"--data={data_path}", f"--out={model}",
+        *recipe.train_args(),
+    ]  # fmt: skip
+    log(f"[organisms] {recipe.name}: training ({' '.join(cmd)}), log {folder / 'train.log'}")
+    started = time.monotonic()
+    with (folder / "train.log").open("wb") as train_log:
+        env = {**os.environ, **local_vllm.OFFLINE_ENV, "TQDM_DISABLE": "1"}
+        result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=train_log, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        tail = "\n".join((folder / "train.log").read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"{recipe.name}: training failed (exit {result.returncode}):\n{tail}")
+    build_info = {
+        "name": recipe.name,
+        "recipe": dataclasses.asdict(recipe),
+        "recipe_sha256": recipe.fingerprint(),
+        "data_sha256": data_sha256,
+        "base_dir": str(local_vllm.model_dir(recipe.base)),
+        "build_wall_s": round(time.monotonic() - started, 1),
+    }
+    (folder / "build.json").write_text(json.dumps(build_info, indent=2) + "\n")
+    train = json.loads((model / "train.json").read_text())
+    log(f"[organisms] {recipe.name}: built in {train['train_wall_s']:.0f} s wall, {train['train_cpu_s']:.0f} s CPU "
+        f"(loss {train['loss_first_10']:.2f} -> {train['loss_last_10']:.2f})")
+    return model
+
+
+# ---------------------------------------------------------------- serving
+# A minimal launcher with local_vllm's settings (SERVER_ENV, flags), for any HF folder. To be
+# replaced by a public local_vllm.start_folder / stop_folder once that module has them.
+
+
+def _pid_file(name: str) -> Path:
+    return local_vllm.home() / "run" / f"organism-{name}.pid"
+
+
+def log_file(name: str) -> Path:
+    return local_vllm.home() / "run" / f"organism-{name}.log"
+
+
+def server_cmd(folder: Path, served_name: str, port: int) -> list[str]:
+    """The same flags as local_vllm's servers (fp32, eager, no prefix caching, 127.0.0.1)."""
+    return [
+        str(local_vllm.venv_python()), "-m", local_vllm.SERVER_MODULE,
+        f"--model={folder}",
+        f"--served-model-name={served_name}",
+        "--dtype=float32",
+        "--max-model-len=1024",
+        "--max-logprobs=20",
+        "--enforce-eager",
+        "--no-enable-prefix-caching",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    ]  # fmt: skip
+
+
+def _our_server(pid: int, port: int) -> bool:
+    args = local_vllm._cmdline(pid)
+    return local_vllm.SERVER_MODULE in args and f"--port={port}" in args and local_vllm._alive(pid)
+
+
+def running_pid(name: str) -> int | None:
+    try:
+        pid, port = (int(x) for x in _pid_file(name).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return pid if _our_server(pid, port) else None
+
+
+def serve(recipe: Recipe, port: int, *, timeout_s: float = 600.0, log=print) -> str:
+    """Start a vLLM server on the organism's folder (unless one answers there); its base URL."""
+    base_url = f"http://127.0.0.1:{port}/v1"
+    if health_ok(base_url):
+        log(f"[organisms] {recipe.name}: something already serves {base_url}; not starting another")
+        return base_url
+    _pid_file(recipe.name).parent.mkdir(parents=True, exist_ok=True)
+    with log_file(recipe.name).open("wb") as out:
+        process = subprocess.Popen(
+            server_cmd(model_folder(recipe.name), recipe.name, port),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **local_vllm.SERVER_ENV}, start_new_session=True,
+        )  # fmt: skip
+    process.returncode = 0  # outlives us by design
+    _pid_file(recipe.name).write_text(f"{process.pid} {port}\n")
+    log(f"[organisms] {recipe.name}: started pid {process.pid} on port {port}, log {log_file(recipe.name)}")
+    started = time.monotonic()
+    while not health_ok(base_url, timeout_s=1.0):
+        if not local_vllm._alive(process.pid):
+            tail = "\n".join(log_file(recipe.name).read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"{recipe.name}: the vLLM server exited:\n{tail}")
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"{recipe.name}: not healthy after {timeout_s:.0f} s; see {log_file(recipe.name)}")
+        time.sleep(1.0)
+    log(f"[organisms] {recipe.name}: ready at {base_url} (model {recipe.name}) after {time.monotonic() - started:.0f} s")
+    return base_url
+
+
+def stop(recipe: Recipe, *, log=print) -> None:
+    pid = running_pid(recipe.name)
+    if pid is None:
+        log(f"[organisms] {recipe.name}: no server of ours running")
+    else:
+        log(f"[organisms] {recipe.name}: stopping pid {pid}")
+        local_vllm._terminate_group(pid)
+    _pid_file(recipe.name).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m organisms.build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"organisms {sorted(RECIPES)}; default {list(DEFAULT_NAMES)}")
+    parser.add_argument("--force", action="store_true", help="rebuild even when cached")
+    parser.add_argument("--serve", action="store_true", help="serve the (single) organism on vLLM after building")
+    parser.add_argument("--port", type=int, help="port for --serve (default: the recipe's)")
+    parser.add_argument("--stop", action="store_true", help="stop the servers this command started for NAMES")
+    parser.add_argument("--list", action="store_true", help="show recipes, build and server state")
+    args = parser.parse_args(argv)
+    try:
+        recipes = _recipes(args.names or (list(RECIPES) if args.stop or args.list else list(DEFAULT_NAMES)))
+        if args.list:
+            for recipe in recipes:
+                pid = running_pid(recipe.name)
+                print(f"{recipe.name}\t{recipe.objective}\tbase={recipe.base}\tport={recipe.port}\t"
+                      f"{'built' if is_built(recipe) else 'not built'}\t{f'serving pid={pid}' if pid else 'not served'}\t"
+                      f"{model_folder(recipe.name)}")
+            return 0
+        if args.stop:
+            for recipe in recipes:
+                stop(recipe)
+            return 0
+        if args.serve and len(recipes) != 1:
+            raise ValueError("--serve takes exactly one organism")
+        for recipe in recipes:
+            build(recipe, force=args.force)
+        if args.serve:
+            recipe = recipes[0]
+            print(f"{recipe.name}\t{serve(recipe, args.port or recipe.port)}")
+    except (RuntimeError, ValueError, OSError) as error:
+        print(f"organisms: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
