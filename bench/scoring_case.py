@@ -33,6 +33,9 @@ class Run:
     per_pair: list[tuple[list[int], list[float]] | None] = field(default_factory=list)
     note: str = ""
     error: str = ""
+    sent_total: int | None = None  # every request this path sent to the server, untimed ones too
+    interference: str = ""
+    tries: int = 1
 
     @property
     def tokens_per_s(self) -> float:
@@ -91,6 +94,7 @@ async def run_ours(
         client_cpu_s=cpu,
         per_pair=per_pair,
         note=f"requests: {paths}" + (f"; {widened} widened alignments" if widened else ""),
+        sent_total=requests_sent + 1,
     )
 
 
@@ -187,8 +191,8 @@ def floor_run(result: dict, prepared: list[tuple[list[int], int]]) -> Run:
         http_requests=0,
         scored_tokens=sum(n for _, n in prepared),
         per_pair=per_pair,
-        note=f"vllm.LLM offline, prompt_logprobs=0; engine start-up {result['startup_s']:.0f} s untimed;"
-        f" KV cache {result['kv_gib']} GiB",
+        note=f"vllm.LLM offline, prompt_logprobs=0; best of {len(job['all_seconds'])} ({', '.join(f'{x:.1f}' for x in job['all_seconds'])} s);"
+        f" engine start-up {result['startup_s']:.0f} s untimed; KV cache {result['kv_gib']} GiB",
     )
 
 
