@@ -9,6 +9,8 @@ from typing import TypeVar
 import anyio
 from tqdm import tqdm
 
+from providers.errors import first_error
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -47,13 +49,8 @@ async def map_bounded(
                 tg.start_soon(worker, receive.clone())
             receive.close()
     except BaseExceptionGroup as group:
-        raise _first_leaf(group) from None
+        raise first_error(group) from None
     return results  # type: ignore[return-value]
-
-
-def _first_leaf(group: BaseExceptionGroup) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:

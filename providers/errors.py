@@ -96,3 +96,9 @@ class FixtureMissError(ProviderError):
 
 def is_retryable(error: BaseException) -> bool:
     return bool(getattr(error, "retryable", False))
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first real error inside a task group's ExceptionGroup, so callers see one error."""
+    first = group.exceptions[0]
+    return first_error(first) if isinstance(first, BaseExceptionGroup) else first

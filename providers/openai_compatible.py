@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import anyio
 
-from providers.errors import AlignmentError, CapabilityError
+from providers.errors import AlignmentError, CapabilityError, first_error
 from providers.http import HttpClient
 from providers.records import (
     Capabilities,
@@ -339,13 +339,8 @@ async def _gather(*awaitables: Awaitable[Any]) -> list[Any]:
             for i, aw in enumerate(awaitables):
                 tg.start_soon(run, i, aw)
     except BaseExceptionGroup as group:
-        raise _first_leaf(group) from None
+        raise first_error(group) from None
     return results
-
-
-def _first_leaf(group: BaseExceptionGroup) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _merge_prompts(bodies: list[dict[str, Any]]) -> dict[str, Any]:
