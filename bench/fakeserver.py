@@ -3,13 +3,14 @@
 Stdlib asyncio (uvloop when importable), HTTP/1.1 keep-alive, run in its own process so its
 CPU is not charged to the client:
 
-    python -m bench.fakeserver --port 0 --ready-file PATH
+    python -m bench.fakeserver --tokenizer MODEL_DIR --port 0 --ready-file PATH
 
 It answers what the vLLM provider asks, in vLLM 0.32.0's shapes (bodies copied from the
-real server's answers): GET /version, POST /tokenize, POST /detokenize and echo scoring on
-POST /v1/completions (one prompt or a list of token-id prompts). Its tokenizer splits text
-into whitespace-led pieces (`\\s*\\S+`), ids assigned on first sight, so a tokenize /
-detokenize round trip is exact. Logprobs are a fixed function of the token id."""
+real server's answers): GET /version, GET /v1/models (with `root` = MODEL_DIR, as a vLLM
+on this machine says where it loaded the model from), POST /tokenize, POST /detokenize and
+echo scoring on POST /v1/completions (one prompt or a list of token-id prompts). It
+tokenizes with MODEL_DIR's real tokenizer.json; logprobs are a fixed function of the token
+id."""
 
 from __future__ import annotations
 
@@ -17,30 +18,12 @@ import argparse
 import asyncio
 import json
 import os
-import re
 from pathlib import Path
 
-_PIECE = re.compile(r"\s*\S+|\s+")
+import tokenizers
+
 _HEADER_END = b"\r\n\r\n"
-
-
-class Vocabulary:
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-        self.pieces: list[str] = []
-
-    def encode(self, text: str) -> list[int]:
-        out = []
-        for piece in _PIECE.findall(text):
-            token_id = self.ids.get(piece)
-            if token_id is None:
-                token_id = self.ids[piece] = len(self.pieces)
-                self.pieces.append(piece)
-            out.append(token_id)
-        return out
-
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.pieces[i] for i in ids)
+MODEL = "fake-model"
 
 
 def logprob_of(token_id: int) -> float:
@@ -48,8 +31,9 @@ def logprob_of(token_id: int) -> float:
 
 
 class App:
-    def __init__(self) -> None:
-        self.vocab = Vocabulary()
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.requests = 0
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
@@ -59,13 +43,16 @@ class App:
         if method == "GET" and path == "/health":
             return 200, b""
         if method == "GET" and path == "/stats":
-            return 200, json.dumps({"requests": self.requests, "vocab": len(self.vocab.pieces)}).encode()
+            return 200, json.dumps({"requests": self.requests}).encode()
+        if method == "GET" and path == "/v1/models":
+            entry = {"id": MODEL, "object": "model", "owned_by": "vllm", "root": str(self.model_dir), "parent": None}
+            return 200, json.dumps({"object": "list", "data": [entry]}).encode()
         data = json.loads(body) if body else {}
         if path == "/tokenize":
-            tokens = self.vocab.encode(data["prompt"])
+            tokens = self.tokenizer.encode(data["prompt"], add_special_tokens=data.get("add_special_tokens", True)).ids
             return 200, json.dumps({"count": len(tokens), "max_model_len": 1024, "tokens": tokens, "token_strs": None}).encode()
         if path == "/detokenize":
-            return 200, json.dumps({"prompt": self.vocab.decode(data["tokens"])}).encode()
+            return 200, json.dumps({"prompt": self.tokenizer.decode(data["tokens"], skip_special_tokens=False)}).encode()
         if path == "/v1/completions" and data.get("echo"):
             prompts = data["prompt"]
             if prompts and isinstance(prompts[0], int):
@@ -87,7 +74,7 @@ class App:
         return 404, b'{"error":{"message":"not found","type":"NotFoundError","code":404}}'
 
     def _echo_choice(self, index: int, ids: list[int]) -> dict:
-        pieces = [self.vocab.pieces[i] if i < len(self.vocab.pieces) else f"<{i}>" for i in ids]
+        pieces = [self.tokenizer.id_to_token(i) or f"<{i}>" for i in ids]
         values = [None] + [logprob_of(i) for i in ids[1:]]
         offsets, at = [], 0
         for piece in pieces:
@@ -148,8 +135,8 @@ class HttpProtocol(asyncio.Protocol):
             )
 
 
-async def serve(port: int, ready_file: Path | None) -> None:
-    app = App()
+async def serve(model_dir: Path, port: int, ready_file: Path | None) -> None:
+    app = App(model_dir)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: HttpProtocol(app), "127.0.0.1", port, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
@@ -163,6 +150,7 @@ async def serve(port: int, ready_file: Path | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokenizer", type=Path, required=True, help="a model folder holding tokenizer.json")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path)
     args = parser.parse_args()
@@ -173,7 +161,7 @@ def main() -> None:
     except ImportError:
         pass
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    asyncio.run(serve(args.port, args.ready_file))
+    asyncio.run(serve(args.tokenizer, args.port, args.ready_file))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,12 @@ Variants:
 - `stream`: the provider alone (`score_many` per chunk through the same bounded pool), each
   chunk's results reduced to a checksum and dropped: the client machinery without the
   records the audit retains.
-- `prepared`: as `stream`, but the pairs are tokenized once beforehand and only the scoring
-  requests are timed: what the client would cost with local (or batched) tokenization.
+- `stream-server`: as `stream`, with the server tokenizing (`tokenizer="server"`: /tokenize
+  for context and continuation, /detokenize for the check): what every completion cost
+  before the local tokenizer.
+
+`pipeline` and `stream` connect as the audit does (`tokenizer="auto"`), so they tokenize in
+process with the served folder's tokenizer.json after checking it against /tokenize.
 
 The inputs are synthetic target completions built from the bench pairs (about 55 tokens of
 text each), so the numbers are per completion of realistic size. Client CPU is
@@ -25,13 +29,14 @@ import argparse
 import cProfile
 import gc
 import json
+import re
 import resource
 import time
 from pathlib import Path
 
 import anyio
 
-from bench.fakeserver import _PIECE
+from bench.fakeserver import MODEL
 from bench.pairs import build_pairs
 from blackbox_audit.gap import measure
 from blackbox_audit.pool import chunked, map_bounded
@@ -43,6 +48,7 @@ from providers.registry import connect
 
 BATCH_SIZE = 16  # AuditConfig.batch_size default
 WORKERS = 8  # EndpointConfig.max_concurrency default
+_PIECE = re.compile(r"\s*\S+|\s+")
 
 
 def rss_mib() -> float:
@@ -68,7 +74,9 @@ async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
     completions = [synthetic_completion(i, *pairs[i % len(pairs)]) for i in range(n)]
     gc.collect()
     rss_inputs = rss_mib()
-    reference = await connect(url, "fake-model", max_concurrency=WORKERS)
+    reference = await connect(url, MODEL, max_concurrency=WORKERS, tokenizer="auto")
+    assert reference.local_tokenizer is not None, reference.tokenizer_source
+    before = reference.http.stats.http_requests
     try:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         outcomes = await score_completions(
@@ -86,7 +94,8 @@ async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
         return {
             "scoring": {"wall_s": score_wall, "cpu_s": score_cpu},
             "gap_rank": {"wall_s": rank_wall, "cpu_s": rank_cpu},
-            "http_requests": stats.http_requests,
+            "http_requests": stats.http_requests - before,
+            "setup_http_requests": before,
             "by_path": stats.by_path,
             "rss_inputs_mib": rss_inputs,
             "rss_after_scoring_mib": rss_scored,
@@ -96,10 +105,12 @@ async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
         await reference.aclose()
 
 
-async def run_stream(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
+async def run_stream(url: str, n: int, pairs: list[tuple[str, str]], tokenizer: str = "auto") -> dict:
     gc.collect()
     rss_inputs = rss_mib()
-    reference = await connect(url, "fake-model", max_concurrency=WORKERS)
+    reference = await connect(url, MODEL, max_concurrency=WORKERS, tokenizer=tokenizer)
+    assert (reference.local_tokenizer is not None) == (tokenizer == "auto"), reference.tokenizer_source
+    before = reference.http.stats.http_requests
     checksum = {"tokens": 0, "logprob": 0.0}
 
     async def work(start: int) -> int:
@@ -120,7 +131,8 @@ async def run_stream(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
         stats = reference.http.stats
         return {
             "scoring": {"wall_s": score_wall, "cpu_s": score_cpu},
-            "http_requests": stats.http_requests,
+            "http_requests": stats.http_requests - before,
+            "setup_http_requests": before,
             "by_path": stats.by_path,
             "scored_tokens": checksum["tokens"],
             "rss_inputs_mib": rss_inputs,
@@ -130,43 +142,11 @@ async def run_stream(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
         await reference.aclose()
 
 
-async def run_prepared(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
-    """The scoring requests alone: the pairs tokenized once beforehand (untimed) and scored
-    through the provider's own batch path (`_score_prepared`, the step after tokenization in
-    `score_many`) via the same bounded pool: what the client costs without per-completion
-    tokenizer round trips."""
-    gc.collect()
-    rss_inputs = rss_mib()
-    reference = await connect(url, "fake-model", max_concurrency=WORKERS)
-    plans = [await reference._prepare(ScoreRequest(context=c, continuation=x)) for c, x in pairs]
-    checksum = {"tokens": 0}
-    before = reference.http.stats.http_requests
-
-    async def work(start: int) -> int:
-        chunk = [plans[i % len(plans)] for i in range(start, min(start + BATCH_SIZE, n))]
-        for scored in await reference._score_prepared(chunk):
-            checksum["tokens"] += len(scored.tokens)
-        return len(chunk)
-
-    try:
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        done = await map_bounded(range(0, n, BATCH_SIZE), work, workers=WORKERS)
-        score_wall, score_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        assert sum(done) == n
-        stats = reference.http.stats
-        return {
-            "scoring": {"wall_s": score_wall, "cpu_s": score_cpu},
-            "http_requests": stats.http_requests - before,
-            "by_path": {"/completions": stats.by_path.get("/completions", 0)},
-            "scored_tokens": checksum["tokens"],
-            "rss_inputs_mib": rss_inputs,
-            "rss_end_mib": rss_mib(),
-        }
-    finally:
-        await reference.aclose()
+async def run_stream_server(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
+    return await run_stream(url, n, pairs, tokenizer="server")
 
 
-RUNNERS = {"pipeline": run_pipeline, "stream": run_stream, "prepared": run_prepared}
+RUNNERS = {"pipeline": run_pipeline, "stream": run_stream, "stream-server": run_stream_server}
 
 
 def main() -> None:

@@ -323,7 +323,9 @@ def run_floors(args, floors: dict, notes: list[str]) -> None:
 def overhead_case(args, rows: list[Row], notes: list[str]) -> None:
     ready = args.workdir / "fakeserver.port"
     ready.unlink(missing_ok=True)
-    server = subprocess.Popen([sys.executable, "-m", "bench.fakeserver", "--ready-file", str(ready)], cwd=env.REPO)
+    tokenizer_dir = local_vllm.model_dir("smollm2")  # the reference's real tokenizer: realistic tokenizing cost
+    server = subprocess.Popen([sys.executable, "-m", "bench.fakeserver", "--tokenizer", str(tokenizer_dir),
+                               "--ready-file", str(ready)], cwd=env.REPO)
     try:
         deadline = time.monotonic() + 30
         while not ready.exists():
@@ -333,7 +335,7 @@ def overhead_case(args, rows: list[Row], notes: list[str]) -> None:
         url = f"http://127.0.0.1:{ready.read_text().strip()}/v1"
         results: dict[tuple[str, int], dict] = {}
         per_completion_mib = None
-        for variant in ("stream", "prepared", "pipeline"):
+        for variant in ("stream-server", "stream", "pipeline"):
             for n in args.overhead_sizes:
                 if variant == "pipeline" and per_completion_mib is not None:
                     projected = per_completion_mib * n / 1024
@@ -356,8 +358,8 @@ def overhead_case(args, rows: list[Row], notes: list[str]) -> None:
             cpu_ms = 1000 * r["scoring"]["cpu_s"] / n
             wall = r["scoring"]["wall_s"]
             label = {
-                "stream": "stream: providers score_many per chunk via the bounded pool, results dropped",
-                "prepared": "prepared: as stream, tokenized beforehand; only the scoring requests (what local tokenization would cost)",
+                "stream-server": "stream-server: providers score_many per chunk via the bounded pool, results dropped; the server tokenizes",
+                "stream": "stream: the same with the local tokenizer (checked against /tokenize), as the audit connects",
                 "pipeline": "pipeline: the audit's score_completions + measure + rank, every record kept",
             }[variant]
             extra = ""
@@ -372,7 +374,7 @@ def overhead_case(args, rows: list[Row], notes: list[str]) -> None:
                     f"{r['http_requests'] / n:.2f} requests/completion ({_paths({k.rsplit('/', 1)[-1]: v for k, v in r['by_path'].items()})}){extra};"
                     f" {r['load']}")
             )
-        for variant in ("stream", "prepared", "pipeline"):
+        for variant in ("stream-server", "stream", "pipeline"):
             sizes = sorted(n for v, n in results if v == variant)
             if len(sizes) >= 2:
                 lo, hi = results[(variant, sizes[0])], results[(variant, sizes[-1])]

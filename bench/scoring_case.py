@@ -67,16 +67,19 @@ async def run_ours(
     url: str, model: str, pairs: list[tuple[str, str]], prepared: list[tuple[list[int], int]], *, batch_size: int,
     workers: int,
 ) -> Run:
-    """`score_many` per batch of `batch_size` pairs through the bounded pool; no cache.
-    (`prepared` only labels the results with their full prompt ids afterwards.)"""
-    provider = await connect(url, model, max_concurrency=workers, cache=None)
+    """`score_many` per batch of `batch_size` pairs through the bounded pool; no cache. Connected
+    as the audit connects (`tokenizer="auto"`: the served folder's tokenizer.json, checked against
+    /tokenize), timed from after connecting. (`prepared` only labels the results with their
+    full prompt ids afterwards.)"""
+    provider = await connect(url, model, max_concurrency=workers, cache=None, tokenizer="auto")
     requests = [ScoreRequest(context=c, continuation=x) for c, x in pairs]
     try:
+        setup = dict(provider.http.stats.by_path)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         batches = await map_bounded(chunked(requests, batch_size), provider.score_many, workers=workers)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        requests_sent = provider.http.stats.http_requests - 1  # less the GET /version of connect
-        by_path = dict(provider.http.stats.by_path)
+        by_path = {k: v - setup.get(k, 0) for k, v in provider.http.stats.by_path.items() if v - setup.get(k, 0)}
+        requests_sent = sum(by_path.values())
     finally:
         await provider.aclose()
     scored = [s for batch in batches for s in batch]

@@ -114,6 +114,7 @@ async def audit(
                 retry=retry,
                 sleep=sleep,
                 role=role,
+                tokenizer=endpoint.tokenizer,
             )
             check_role(config, role, opened[role])
         target, reference = opened["target"], opened["reference"]
@@ -220,6 +221,10 @@ def estimate(config: AuditConfig) -> Estimate:
     if not target_openai:
         notes.append("target requests include /tokenize + /detokenize per prefill (no model compute)")
     notes.append("reference requests include 3 tokenizer calls per completion and one scoring call per batch")
+    notes.append(
+        "tokenizer calls are counted as if the servers tokenize; a local tokenizer (--*-tokenizer, or auto for"
+        " a vLLM server on this machine) spares them, except chat templates"
+    )
     return Estimate(
         documents=len(documents),
         prefills=n,
@@ -239,6 +244,7 @@ def _endpoint_facts(provider: OpenAICompatibleProvider) -> dict[str, Any]:
         "model": provider.model,
         "dialect": provider.dialect,
         "server_version": provider.server_version,
+        "tokenizer": provider.tokenizer_source,
         "capabilities": provider.capabilities.model_dump(),
         "requests": {
             "http_requests": stats.http_requests,

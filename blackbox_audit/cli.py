@@ -85,6 +85,13 @@ def _add_audit(commands) -> None:
             help=f"default: $BLACKBOX_AUDIT_{role.upper()}_API_KEY, or $OPENAI_API_KEY for api.openai.com",
         )
         group.add_argument(f"--{role}-concurrency", type=int, help="requests in flight (default: 8)")
+        group.add_argument(
+            f"--{role}-tokenizer",
+            metavar="auto|server|PATH",
+            help="where raw text is tokenized (default: auto: the served folder's tokenizer.json when a vLLM server"
+            " runs on this machine and it matches /tokenize; server: always /tokenize; PATH: a tokenizer.json that"
+            " must match)",
+        )
     audit.add_argument("--corpus", help="'default' (bundled; also default:prose, default:code), a .jsonl/.txt path, or a HF dataset name")
     audit.add_argument("--text-field", help="JSONL / dataset field holding the text (default: text)")
     audit.add_argument("--prefill-tokens", type=int, help="prefill length in target tokens (default: 3)")

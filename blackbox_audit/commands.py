@@ -134,8 +134,9 @@ def run_record_audit(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     config = AuditConfig(
-        target=EndpointConfig(base_url=args.target_base_url, model=args.target_model),
-        reference=EndpointConfig(base_url=args.reference_base_url, model=args.reference_model),
+        # The server tokenizes: a replay has the recorded /tokenize answers, not the served tokenizer.json.
+        target=EndpointConfig(base_url=args.target_base_url, model=args.target_model, tokenizer="server"),
+        reference=EndpointConfig(base_url=args.reference_base_url, model=args.reference_model, tokenizer="server"),
         framing=args.framing,
         limit=args.limit,
         max_new_tokens=args.max_new_tokens,
@@ -203,7 +204,7 @@ def audit_config(args: argparse.Namespace):
         if not isinstance(data.get(role) or {}, dict):
             raise UsageError(f"[{role}] in the config file must be a table (base_url, model, dialect, ...)")
         endpoint = dict(data.get(role) or {})
-        for name in ("base_url", "model", "dialect", "api_key", "concurrency"):
+        for name in ("base_url", "model", "dialect", "api_key", "concurrency", "tokenizer"):
             value = getattr(args, f"{role}_{name}")
             if value is not None:
                 endpoint["max_concurrency" if name == "concurrency" else name] = value

@@ -27,6 +27,9 @@ class EndpointConfig(BaseModel):
     dialect: Literal["auto", "vllm", "openai", "generic"] = "auto"
     api_key: SecretStr | None = Field(default=None, exclude=True)
     max_concurrency: int = Field(8, ge=1, le=256)
+    tokenizer: str = Field("auto", min_length=1)
+    """"auto": a vLLM server's own tokenizer.json when it runs on this machine and matches its
+    /tokenize; "server": always /tokenize; or the path of a tokenizer.json (or its folder)."""
 
     @field_validator("base_url")
     @classmethod
@@ -37,6 +40,16 @@ class EndpointConfig(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"{value!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8101/v1")
         return value.rstrip("/")
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer(cls, value: str) -> str:
+        if value in ("auto", "server"):
+            return value
+        path = Path(value).expanduser()
+        if not (path / "tokenizer.json" if path.is_dir() else path).is_file():
+            raise ValueError(f"{value!r} is neither auto, server, a tokenizer.json nor a folder holding one")
+        return value
 
 
 class AuditConfig(BaseModel):

@@ -1,7 +1,8 @@
 """The adapter for OpenAI-compatible endpoints; dialects subclass it for their quirks.
 
 Scoring a continuation (the continuation is the unit of truth):
-1. context ids: the endpoint's own tokenization of the context (chat template included);
+1. context ids: the endpoint's own tokenization of the context (chat template included),
+   or, for raw text, an adopted local copy of its tokenizer (`adopt_tokenizer`);
 2. continuation ids: the continuation tokenized alone, without special tokens
    (as lm-evaluation-harness does), accepted only if they decode to exactly the continuation;
    otherwise the joint tokenization of context + continuation is used and the straddling
@@ -32,6 +33,7 @@ from providers.records import (
     ends_with_prefill,
     is_chat,
 )
+from providers.tokenizer import CHECK_TEXTS, LocalTokenizer, TokenizerMismatchError
 from providers.wire import Wire
 
 ScoreVia = Literal["echo", "prompt_logprobs"]
@@ -71,6 +73,8 @@ class OpenAICompatibleProvider:
         self.score_via: ScoreVia = score_via or ("echo" if capabilities.echo_scoring else "prompt_logprobs")
         self.max_batch_prompts = max_batch_prompts if capabilities.batch_prompts else 1
         self.server_version: str | None = None
+        self.local_tokenizer: LocalTokenizer | None = None
+        self.tokenizer_source = "server" if capabilities.tokenize else "none"
 
     @property
     def base_url(self) -> str:
@@ -201,7 +205,37 @@ class OpenAICompatibleProvider:
 
     # -- tokenization -----------------------------------------------------------------------
 
+    async def adopt_tokenizer(self, tokenizer: LocalTokenizer) -> None:
+        """Tokenize raw text in process from now on, once `tokenizer` gave the server's exact ids
+        (with and without special tokens) and decoded texts on CHECK_TEXTS. A server without
+        /tokenize cannot check it: it is adopted on the caller's word, and says so."""
+        checked = self.capabilities.tokenize
+        if checked:
+            cases = [(text, special) for text in CHECK_TEXTS for special in (True, False)]
+            server_ids = await _gather(*(self.tokenize(text, add_special_tokens=s) for text, s in cases))
+            for (text, special), ids in zip(cases, server_ids, strict=True):
+                local_ids = tokenizer.encode(text, add_special_tokens=special)
+                if local_ids != ids:
+                    raise TokenizerMismatchError(
+                        f"{self.wire.provider}: {tokenizer.path} tokenizes {text!r} "
+                        f"({'with' if special else 'without'} special tokens) to {local_ids[:16]}, the server to"
+                        f" {ids[:16]}; give the served model's own tokenizer.json, or let the server tokenize"
+                    )
+            plain = [ids for (_, special), ids in zip(cases, server_ids, strict=True) if not special]
+            texts = await _gather(*(self.detokenize(ids) for ids in plain))
+            for ids, text in zip(plain, texts, strict=True):
+                if tokenizer.decode(ids) != text:
+                    raise TokenizerMismatchError(
+                        f"{self.wire.provider}: {tokenizer.path} decodes {ids[:16]} to {tokenizer.decode(ids)!r},"
+                        f" the server to {text!r}"
+                    )
+        self.local_tokenizer = tokenizer
+        self.tokenizer_source = f"local {tokenizer.path} ({'matches the server' if checked else 'unchecked: no /tokenize'})"
+        self.capabilities = self.capabilities.model_copy(update={"tokenize": True})
+
     async def tokenize(self, prompt: Prompt, *, add_special_tokens: bool = True) -> list[int]:
+        if self.local_tokenizer is not None and isinstance(prompt, str):
+            return self.local_tokenizer.encode(prompt, add_special_tokens=add_special_tokens)
         if not self.capabilities.tokenize or (is_chat(prompt) and not self.capabilities.chat_tokenize):
             raise CapabilityError(f"{self.wire.provider} has no tokenizer for this prompt")
         body: dict[str, Any] = {"model": self.model}
@@ -217,6 +251,8 @@ class OpenAICompatibleProvider:
         return await self.http.request("POST", self.tokenize_path("/tokenize"), body, self.wire.tokenize)
 
     async def detokenize(self, token_ids: Sequence[int]) -> str:
+        if self.local_tokenizer is not None:
+            return self.local_tokenizer.decode(token_ids)
         body = {"model": self.model, "tokens": list(token_ids)}
         return await self.http.request("POST", self.tokenize_path("/detokenize"), body, self.wire.detokenize)
 
@@ -232,7 +268,11 @@ class OpenAICompatibleProvider:
     async def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoredContinuation]:
         for request in requests:
             self.check_can_score(request.context)
-        prepared: list[_Prepared] = await _gather(*(self._prepare(r) for r in requests))
+        if self.local_tokenizer is not None and all(isinstance(r.context, str) for r in requests):
+            # In-process tokenization never waits: one task per request would only add overhead.
+            prepared = [await self._prepare(r) for r in requests]
+        else:
+            prepared = await _gather(*(self._prepare(r) for r in requests))
         results: list[ScoredContinuation] = []
         for start in range(0, len(prepared), self.max_batch_prompts):
             chunk = prepared[start : start + self.max_batch_prompts]
@@ -240,10 +280,14 @@ class OpenAICompatibleProvider:
         return results
 
     async def _prepare(self, request: ScoreRequest) -> _Prepared:
-        context_ids, continuation_ids = await _gather(
-            self.tokenize(request.context),
-            self.tokenize(request.continuation, add_special_tokens=False),
-        )
+        if self.local_tokenizer is not None and isinstance(request.context, str):
+            context_ids = self.local_tokenizer.encode(request.context, add_special_tokens=True)
+            continuation_ids = self.local_tokenizer.encode(request.continuation, add_special_tokens=False)
+        else:
+            context_ids, continuation_ids = await _gather(
+                self.tokenize(request.context),
+                self.tokenize(request.continuation, add_special_tokens=False),
+            )
         if not context_ids:
             raise AlignmentError(f"{self.wire.provider}: the context tokenizes to nothing; nothing to condition on")
         if continuation_ids and await self.detokenize(continuation_ids) == request.continuation:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -13,10 +14,16 @@ from providers.http import HttpClient, ResponseCache, RetryPolicy
 from providers.openai import OpenAIProvider, is_openai_host, openai_capabilities
 from providers.openai_compatible import OpenAICompatibleProvider, ScoreVia
 from providers.records import Capabilities
+from providers.tokenizer import LocalTokenizer
 from providers.vllm import VLLM_CAPABILITIES, VLLMProvider
 
 Dialect = Literal["auto", "vllm", "openai", "generic"]
 DIALECTS: tuple[str, ...] = ("auto", "vllm", "openai", "generic")
+
+TokenizerChoice = Literal["auto", "server"] | str | os.PathLike[str]
+"""Where raw text is tokenized: "server" (its /tokenize), "auto" (the folder a vLLM server on this
+machine loaded the model from, if its tokenizer.json matches /tokenize; otherwise the server),
+or the path of a tokenizer.json (or of a folder holding one) that must match."""
 
 GENERIC_CAPABILITIES = Capabilities(
     generate_raw=True,
@@ -54,10 +61,12 @@ async def connect(
     retry: RetryPolicy = RetryPolicy(),
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     role: str = "",
+    tokenizer: TokenizerChoice = "server",
 ) -> OpenAICompatibleProvider:
     """An adapter for `model` at `base_url` (an OpenAI-style URL ending in /v1).
 
-    `role` ("target" / "reference") words error hints after the audit's flags (--target-api-key)."""
+    `role` ("target" / "reference") words error hints after the audit's flags (--target-api-key).
+    `tokenizer`: see `TokenizerChoice`; a local tokenizer saves three round trips per scored text."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
     http = HttpClient(
@@ -97,4 +106,26 @@ async def connect(
         http, model, capabilities or default_caps, score_via=score_via, max_batch_prompts=max_batch_prompts
     )
     provider.server_version = server_version
+    try:
+        await _choose_tokenizer(provider, tokenizer)
+    except BaseException:
+        await http.aclose()
+        raise
     return provider
+
+
+async def _choose_tokenizer(provider: OpenAICompatibleProvider, tokenizer: TokenizerChoice) -> None:
+    if tokenizer == "server":
+        return
+    if tokenizer != "auto":
+        await provider.adopt_tokenizer(LocalTokenizer.load(tokenizer))
+        return
+    if not isinstance(provider, VLLMProvider):
+        return
+    try:
+        folder = await provider.served_folder()
+        if folder is not None and (folder / "tokenizer.json").is_file():
+            await provider.adopt_tokenizer(LocalTokenizer.load(folder))
+    except (errors.ProviderError, ValueError) as exc:
+        # "auto" only ever saves time: whatever stands in the way, the server tokenizes.
+        provider.tokenizer_source = f"server (the served folder's tokenizer was not used: {exc})"

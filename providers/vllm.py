@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.openai_compatible import OpenAICompatibleProvider
@@ -37,3 +38,17 @@ class VLLMProvider(OpenAICompatibleProvider):
 
     def tokenize_path(self, path: str) -> str:
         return self.base_url.removesuffix("/v1") + path
+
+    async def served_folder(self) -> Path | None:
+        """The folder the server loaded the model from (`root` in GET /models), when it exists on
+        this machine: its tokenizer.json can then tokenize in process (`adopt_tokenizer`)."""
+
+        def root_of(payload: Any) -> str | None:
+            entries = payload.get("data") if isinstance(payload, dict) else None
+            for entry in entries if isinstance(entries, list) else ():
+                if isinstance(entry, dict) and entry.get("id") == self.model and isinstance(entry.get("root"), str):
+                    return entry["root"]
+            return None
+
+        root = await self.http.request("GET", "/models", None, root_of)
+        return Path(root) if root and Path(root).is_dir() else None

@@ -14,6 +14,7 @@ import pytest
 from bench import scoring_case
 from bench.pairs import CONTEXT_WORDS, build_pairs
 from bench.report import BEGIN, END, Row, render_table, write_between_markers
+from tests.test_tokenizer import save, train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,7 +37,10 @@ def test_more_pairs_than_documents_repeat_with_a_marked_context():
 @pytest.fixture
 def fake_server(tmp_path):
     ready = tmp_path / "port"
-    server = subprocess.Popen([sys.executable, "-m", "bench.fakeserver", "--ready-file", str(ready)], cwd=REPO)
+    model_dir = save(train_tokenizer(320), tmp_path / "model")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.fakeserver", "--tokenizer", str(model_dir), "--ready-file", str(ready)], cwd=REPO
+    )
     try:
         deadline = time.monotonic() + 20
         while not ready.exists():
@@ -48,7 +52,7 @@ def fake_server(tmp_path):
         server.wait(timeout=10)
 
 
-@pytest.mark.parametrize("variant", ["stream", "prepared", "pipeline"])
+@pytest.mark.parametrize("variant", ["stream", "stream-server", "pipeline"])
 def test_overhead_runs_against_the_fake_server(fake_server, variant, tmp_path):
     out = tmp_path / "result.json"
     subprocess.run(
@@ -59,8 +63,10 @@ def test_overhead_runs_against_the_fake_server(fake_server, variant, tmp_path):
     result = json.loads(out.read_text())
     assert result["n"] == 40 and result["scoring"]["cpu_s"] > 0 and result["peak_rss_mib"] > 0
     assert result["by_path"]["/completions"] == 3  # 40 completions in batches of 16
-    if variant != "prepared":
-        assert result["http_requests"] == 1 + 3 + 3 * 40  # /version, scoring, 2 tokenize + 1 detokenize each
+    if variant == "stream-server":
+        assert result["http_requests"] == 3 + 3 * 40  # scoring, 2 tokenize + 1 detokenize each
+    else:
+        assert result["http_requests"] == 3  # the local tokenizer: scoring requests only
 
 
 def test_agreement_compares_only_identical_prompts():

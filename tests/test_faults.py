@@ -164,7 +164,8 @@ def recorded_config(directory: Path, servers: tuple[FaultServer, FaultServer], o
     `reference={...}` override endpoint fields, other keywords config fields."""
     data = json.loads((directory / "audit.json").read_text())
     for role, server in zip(("target", "reference"), servers, strict=True):
-        data[role] = {**data[role], "base_url": server.url, **overrides.pop(role, {})}
+        # The recording's tokenization: the fixtures hold /tokenize answers, not a local tokenizer.json.
+        data[role] = {**data[role], "base_url": server.url, "tokenizer": "server", **overrides.pop(role, {})}
     return AuditConfig.model_validate({**data, "out": out, **overrides})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from blackbox_audit import local_vllm
 from providers.probe import probe
 from providers.recording import SCORE_CASES
 from providers.records import ChatMessage, GenerateRequest, ScoreRequest
@@ -80,3 +81,24 @@ async def test_probe_passes_both_roles(live_model):
         await provider.aclose()
     assert [c.name for c in report.checks if not c.ok] == []
     assert report.can_target and report.can_reference
+
+
+async def test_served_tokenizer_is_adopted_and_scores_identically(live_model):
+    """"auto" finds the served folder's tokenizer.json, which matches /tokenize, and then scores
+    with the very same ids and logprobs while sending no tokenizer request."""
+    server = await connect(live_model.base_url, live_model.served_name, tokenizer="server")
+    local = await connect(live_model.base_url, live_model.served_name, tokenizer="auto")
+    try:
+        assert local.local_tokenizer is not None, local.tokenizer_source
+        assert local.local_tokenizer.path.parent == local_vllm.model_dir(live_model.key)
+        before = dict(local.http.stats.by_path)
+        a, b = await server.score_many(CASES), await local.score_many(CASES)
+        sent = {path: n - before.get(path, 0) for path, n in local.http.stats.by_path.items()}
+    finally:
+        await server.aclose()
+        await local.aclose()
+    chat_contexts = sum(not isinstance(case.context, str) for case in CASES)
+    assert sum(n for path, n in sent.items() if "tokenize" in path) == chat_contexts  # only the chat templates
+    for x, y in zip(a, b, strict=True):
+        assert [t.token_id for t in x.tokens] == [t.token_id for t in y.tokens]
+        assert [t.logprob for t in x.tokens] == [t.logprob for t in y.tokens]
