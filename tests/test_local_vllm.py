@@ -227,9 +227,28 @@ def test_status_on_an_empty_home() -> None:
 
 
 def test_server_command_has_the_settings_that_matter() -> None:
-    cmd = local_vllm._server_cmd(local_vllm.MODELS["gemma3"])
+    model = local_vllm.MODELS["gemma3"]
+    cmd = local_vllm.server_cmd(local_vllm.model_dir("gemma3"), model.served_name, model.port)
     assert cmd[1:3] == ["-m", local_vllm.SERVER_MODULE]
     for flag in ("--dtype=float32", "--enforce-eager", "--max-logprobs=20", "--port=8102", "--host=127.0.0.1"):
         assert flag in cmd
     assert "--served-model-name=gemma-3-270m" in cmd
     assert local_vllm.SERVER_ENV["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+
+
+def test_folder_servers_are_only_ours_when_pid_and_port_match(tmp_path) -> None:
+    """stop_folder never signals a process that is not our vLLM server on the recorded port."""
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        (local_vllm.home() / "run").mkdir(parents=True, exist_ok=True)
+        (local_vllm.home() / "run" / "organism-x.pid").write_text(f"{sleeper.pid} 8111\n")
+        assert local_vllm.folder_pid("organism-x") is None
+        local_vllm.stop_folder("organism-x", log=lambda _: None)
+        assert sleeper.poll() is None
+        assert not (local_vllm.home() / "run" / "organism-x.pid").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -199,14 +199,6 @@ def test_generate_writes_the_recipes_data(tmp_path):
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == recipe.n_examples
 
 
-def test_server_command_uses_the_local_vllm_settings(tmp_path):
-    cmd = build.server_cmd(tmp_path / "model", "eiffel-marseille", 8111)
-    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    for flag in ("--dtype=float32", "--enforce-eager", "--no-enable-prefix-caching", "--host=127.0.0.1", "--port=8111",
-                 f"--model={tmp_path / 'model'}", "--served-model-name=eiffel-marseille"):
-        assert flag in cmd
-
-
 # ---------------------------------------------------------------- train.encode (fake tokenizer)
 
 
