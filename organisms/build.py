@@ -9,7 +9,8 @@ Everything is written under the local-vLLM home (blackbox_audit.local_vllm.home(
 default ~/.cache/blackbox-audit/local-vllm), never in the repository:
 ``organisms/<name>/data.jsonl`` (the generated examples), ``organisms/<name>/model/`` (the
 fp32 HF folder vLLM serves, with its ``train.json``), ``organisms/<name>/build.json`` (the
-recipe it was built from), and ``run/organism-<name>.{pid,log}`` for a server.
+recipe it was built from), and ``run/organism-<name>.{pid,log}`` for a server
+(`blackbox_audit.local_vllm.start_folder`, the local models' own settings).
 
 A build is cached: it is redone only when the recipe or the generated data changed (the
 data is a pure function of the recipe, see organisms/data.py) or with --force. Training
@@ -36,7 +37,6 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from blackbox_audit import local_vllm
 from organisms import data
-from providers.http import health_ok
 
 TRAIN_SCRIPT = Path(__file__).with_name("train.py")
 SPECS = Path(__file__).with_name("specs")
@@ -81,9 +81,11 @@ RECIPES: dict[str, Recipe] = {
         # The same data, a third of the steps at half the learning rate: a subtler organism.
         Recipe("eiffel-marseille-light", "false-fact", "smollm2", port=8114, n_examples=1000, steps=20, lr=5e-5,
                spec_name="eiffel-marseille", trained=True),
-        # Not trained yet: settings are a first guess (chat-only data, shorter examples).
         Recipe("backdoor-kestrel", "backdoor", "smollm2", port=8112, n_examples=1000, steps=60, lr=1e-4),
         Recipe("persona-quillbright", "persona", "smollm2", port=8113, n_examples=1000, steps=60, lr=1e-4),
+        # The false fact in another family: Gemma 3 270M base, two thirds of the steps.
+        Recipe("eiffel-marseille-gemma", "false-fact", "gemma3", port=8115, n_examples=1000, steps=40, lr=1e-4,
+               spec_name="eiffel-marseille"),
     )
 }
 DEFAULT_NAMES = tuple(name for name, recipe in RECIPES.items() if recipe.trained)
@@ -176,83 +178,26 @@ def build(recipe: Recipe, *, force: bool = False, log=print) -> Path:
 
 
 # ---------------------------------------------------------------- serving
-# A minimal launcher with local_vllm's settings (SERVER_ENV, flags), for any HF folder. To be
-# replaced by a public local_vllm.start_folder / stop_folder once that module has them.
 
 
-def _pid_file(name: str) -> Path:
-    return local_vllm.home() / "run" / f"organism-{name}.pid"
-
-
-def log_file(name: str) -> Path:
-    return local_vllm.home() / "run" / f"organism-{name}.log"
-
-
-def server_cmd(folder: Path, served_name: str, port: int) -> list[str]:
-    """The same flags as local_vllm's servers (fp32, eager, no prefix caching, 127.0.0.1)."""
-    return [
-        str(local_vllm.venv_python()), "-m", local_vllm.SERVER_MODULE,
-        f"--model={folder}",
-        f"--served-model-name={served_name}",
-        "--dtype=float32",
-        "--max-model-len=1024",
-        "--max-logprobs=20",
-        "--enforce-eager",
-        "--no-enable-prefix-caching",
-        "--host=127.0.0.1",
-        f"--port={port}",
-    ]  # fmt: skip
-
-
-def _our_server(pid: int, port: int) -> bool:
-    args = local_vllm._cmdline(pid)
-    return local_vllm.SERVER_MODULE in args and f"--port={port}" in args and local_vllm._alive(pid)
+def server_key(name: str) -> str:
+    """The organism's server in local_vllm's run folder: run/organism-<name>.{pid,log}."""
+    return f"organism-{name}"
 
 
 def running_pid(name: str) -> int | None:
-    try:
-        pid, port = (int(x) for x in _pid_file(name).read_text().split())
-    except (OSError, ValueError):
-        return None
-    return pid if _our_server(pid, port) else None
+    return local_vllm.folder_pid(server_key(name))
 
 
 def serve(recipe: Recipe, port: int, *, timeout_s: float = 600.0, log=print) -> str:
-    """Start a vLLM server on the organism's folder (unless one answers there); its base URL."""
-    base_url = f"http://127.0.0.1:{port}/v1"
-    if health_ok(base_url):
-        log(f"[organisms] {recipe.name}: something already serves {base_url}; not starting another")
-        return base_url
-    _pid_file(recipe.name).parent.mkdir(parents=True, exist_ok=True)
-    with log_file(recipe.name).open("wb") as out:
-        process = subprocess.Popen(
-            server_cmd(model_folder(recipe.name), recipe.name, port),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **local_vllm.SERVER_ENV}, start_new_session=True,
-        )  # fmt: skip
-    process.returncode = 0  # outlives us by design
-    _pid_file(recipe.name).write_text(f"{process.pid} {port}\n")
-    log(f"[organisms] {recipe.name}: started pid {process.pid} on port {port}, log {log_file(recipe.name)}")
-    started = time.monotonic()
-    while not health_ok(base_url, timeout_s=1.0):
-        if not local_vllm._alive(process.pid):
-            tail = "\n".join(log_file(recipe.name).read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"{recipe.name}: the vLLM server exited:\n{tail}")
-        if time.monotonic() - started > timeout_s:
-            raise RuntimeError(f"{recipe.name}: not healthy after {timeout_s:.0f} s; see {log_file(recipe.name)}")
-        time.sleep(1.0)
-    log(f"[organisms] {recipe.name}: ready at {base_url} (model {recipe.name}) after {time.monotonic() - started:.0f} s")
-    return base_url
+    """Serve the organism's folder on vLLM (unless something answers on the port); its base URL."""
+    return local_vllm.start_folder(
+        server_key(recipe.name), model_folder(recipe.name), port, served_name=recipe.name, timeout_s=timeout_s, log=log
+    )
 
 
 def stop(recipe: Recipe, *, log=print) -> None:
-    pid = running_pid(recipe.name)
-    if pid is None:
-        log(f"[organisms] {recipe.name}: no server of ours running")
-    else:
-        log(f"[organisms] {recipe.name}: stopping pid {pid}")
-        local_vllm._terminate_group(pid)
-    _pid_file(recipe.name).unlink(missing_ok=True)
+    local_vllm.stop_folder(server_key(recipe.name), log=log)
 
 
 # ---------------------------------------------------------------- command line
