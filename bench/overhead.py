@@ -5,9 +5,9 @@ HTTP. One size per process, so peak RSS belongs to that size:
     python -m bench.overhead --url http://127.0.0.1:PORT/v1 --n 10000 --variant pipeline --out R.json
 
 Variants:
-- `pipeline`: exactly what `blackbox_audit.audit` runs: `score_completions` (chunks of
-  batch_size through the bounded pool, `score_many` per chunk), then `measure` + `rank`;
-  every record is kept, as the audit keeps them for the ranking.
+- `pipeline`: what `blackbox_audit.audit` runs after generation: per `STREAM_CHUNK`
+  completions, `score_completions` (batches through the bounded pool), `measure`, and the
+  records spooled to disk (`RecordSpool`); then the ranked results.jsonl.
 - `stream`: the provider alone (`score_many` per chunk through the same bounded pool), each
   chunk's results reduced to a checksum and dropped: the client machinery without the
   records the audit retains.
@@ -31,6 +31,7 @@ import gc
 import json
 import re
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +39,13 @@ import anyio
 
 from bench.fakeserver import MODEL
 from bench.pairs import build_pairs
+from blackbox_audit.audit import STREAM_CHUNK
 from blackbox_audit.gap import measure
-from blackbox_audit.pool import chunked, map_bounded
-from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, rank
+from blackbox_audit.pool import map_bounded
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.records import Prefill, TargetCompletion, TokenScore
 from blackbox_audit.scoring import score_completions
+from blackbox_audit.spool import RecordSpool
 from providers.records import ScoreRequest
 from providers.registry import connect
 
@@ -71,38 +74,51 @@ def synthetic_completion(i: int, context: str, continuation: str) -> TargetCompl
 
 
 async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
-    completions = [synthetic_completion(i, *pairs[i % len(pairs)]) for i in range(n)]
+    """The audit's loop (`blackbox_audit.audit`): per STREAM_CHUNK completions, reference
+    scoring, gaps, and the records spooled to disk; then the ranked results.jsonl. The target's
+    completions are made per chunk too, as the target would generate them."""
     gc.collect()
     rss_inputs = rss_mib()
     reference = await connect(url, MODEL, max_concurrency=WORKERS, tokenizer="auto")
     assert reference.local_tokenizer is not None, reference.tokenizer_source
     before = reference.http.stats.http_requests
-    try:
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        outcomes = await score_completions(
-            reference, completions, system_prompt="", user_prompt="", batch_size=BATCH_SIZE, workers=WORKERS, progress=False
-        )
-        score_wall, score_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        rss_scored = rss_mib()
-        wall1, cpu1 = time.perf_counter(), time.process_time()
-        measured = [measure(c, o.scored, o.failure) for c, o in zip(completions, outcomes, strict=True)]
-        ranked = rank(measured, DEFAULT_SCORE, degeneracy_threshold=DEFAULT_DEGENERACY_THRESHOLD)
-        rank_wall, rank_cpu = time.perf_counter() - wall1, time.process_time() - cpu1
-        failures = sum(1 for o in outcomes if o.scored is None)
+    score_wall = score_cpu = rank_wall = rank_cpu = 0.0
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
+        spool = RecordSpool(Path(scratch), DEFAULT_SCORE, DEFAULT_DEGENERACY_THRESHOLD)
+        try:
+            for start in range(0, n, STREAM_CHUNK):
+                completions = [synthetic_completion(i, *pairs[i % len(pairs)]) for i in range(start, min(start + STREAM_CHUNK, n))]
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                outcomes = await score_completions(
+                    reference, completions, system_prompt="", user_prompt="", batch_size=BATCH_SIZE, workers=WORKERS
+                )
+                wall1, cpu1 = time.perf_counter(), time.process_time()
+                for completion, outcome in zip(completions, outcomes, strict=True):
+                    spool.add(measure(completion, outcome.scored, outcome.failure))
+                failures += sum(1 for o in outcomes if o.scored is None)
+                wall2, cpu2 = time.perf_counter(), time.process_time()
+                score_wall, score_cpu = score_wall + wall1 - wall0, score_cpu + cpu1 - cpu0
+                rank_wall, rank_cpu = rank_wall + wall2 - wall1, rank_cpu + cpu2 - cpu1
+            rss_scored = rss_mib()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            ranked = spool.write_ranked(Path(scratch) / "results.jsonl")
+            rank_wall, rank_cpu = rank_wall + time.perf_counter() - wall0, rank_cpu + time.process_time() - cpu0
+        finally:
+            spool.close()
+            await reference.aclose()
         assert len(ranked) == n and failures == 0, f"{failures} completions failed to score"
-        stats = reference.http.stats
-        return {
-            "scoring": {"wall_s": score_wall, "cpu_s": score_cpu},
-            "gap_rank": {"wall_s": rank_wall, "cpu_s": rank_cpu},
-            "http_requests": stats.http_requests - before,
-            "setup_http_requests": before,
-            "by_path": stats.by_path,
-            "rss_inputs_mib": rss_inputs,
-            "rss_after_scoring_mib": rss_scored,
-            "rss_end_mib": rss_mib(),
-        }
-    finally:
-        await reference.aclose()
+    stats = reference.http.stats
+    return {
+        "scoring": {"wall_s": score_wall, "cpu_s": score_cpu},
+        "gap_rank": {"wall_s": rank_wall, "cpu_s": rank_cpu},
+        "http_requests": stats.http_requests - before,
+        "setup_http_requests": before,
+        "by_path": stats.by_path,
+        "rss_inputs_mib": rss_inputs,
+        "rss_after_scoring_mib": rss_scored,
+        "rss_end_mib": rss_mib(),
+    }
 
 
 async def run_stream(url: str, n: int, pairs: list[tuple[str, str]], tokenizer: str = "auto") -> dict:

@@ -338,7 +338,8 @@ def overhead_case(args, rows: list[Row], notes: list[str]) -> None:
         for variant in ("stream-server", "stream", "pipeline"):
             for n in args.overhead_sizes:
                 if variant == "pipeline" and per_completion_mib is not None:
-                    projected = per_completion_mib * n / 1024
+                    last = results[("pipeline", max(m for v, m in results if v == "pipeline"))]
+                    projected = (last["peak_rss_mib"] + per_completion_mib * (n - last["n"])) / 1024
                     if projected > args.pipeline_max_rss_gib:
                         rows.append(Row("4 overhead", f"pipeline, {n:,} completions", None, None, "", "",
                                         "", f"not run: projected peak RSS {projected:.1f} GiB"
@@ -353,14 +354,18 @@ def overhead_case(args, rows: list[Row], notes: list[str]) -> None:
                 result["load"] = watch.describe({}).replace("others: 0 requests on the server, ", "others: ")
                 results[(variant, n)] = result
                 if variant == "pipeline":
-                    per_completion_mib = (result["peak_rss_mib"] - result["rss_start_mib"]) / n
+                    # Growth between the last two sizes: what each further completion costs.
+                    previous = [m for v, m in results if v == "pipeline" and m < n]
+                    if previous:
+                        lo = results[("pipeline", max(previous))]
+                        per_completion_mib = max(0.0, (result["peak_rss_mib"] - lo["peak_rss_mib"]) / (n - max(previous)))
         for (variant, n), r in results.items():
             cpu_ms = 1000 * r["scoring"]["cpu_s"] / n
             wall = r["scoring"]["wall_s"]
             label = {
                 "stream-server": "stream-server: providers score_many per chunk via the bounded pool, results dropped; the server tokenizes",
                 "stream": "stream: the same with the local tokenizer (checked against /tokenize), as the audit connects",
-                "pipeline": "pipeline: the audit's score_completions + measure + rank, every record kept",
+                "pipeline": "pipeline: the audit's loop: per 1,024 completions score_completions + measure + spool to disk; then ranked results.jsonl",
             }[variant]
             extra = ""
             if variant == "pipeline":

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -15,17 +15,19 @@ from typing import Any
 
 import anyio
 import httpx
+from tqdm import tqdm
 
 from blackbox_audit.cache import ResponseCache
 from blackbox_audit.config import AuditConfig, EndpointConfig
 from blackbox_audit.corpus import load_documents
 from blackbox_audit.gap import measure
 from blackbox_audit.generation import framed_prompt, generate_completions
+from blackbox_audit.pool import chunked
 from blackbox_audit.prefills import select_prefills, tokenizer_for
-from blackbox_audit.ranking import rank
 from blackbox_audit.records import CompletionResult
-from blackbox_audit.report import render_html, render_markdown, write_results
+from blackbox_audit.report import iter_html, render_markdown
 from blackbox_audit.scoring import score_completions
+from blackbox_audit.spool import RankedRecords, RecordSpool
 from providers.http import RetryPolicy
 from providers.openai import is_openai_host
 from providers.openai_compatible import OpenAICompatibleProvider
@@ -35,9 +37,16 @@ TransportFactory = Callable[[str], httpx.AsyncBaseTransport | None]
 """Role ("target" / "reference") -> transport; tests replay or inject faults through it."""
 
 
+STREAM_CHUNK = 1024
+"""Prefills carried through generation, scoring and measuring at a time: many more than the
+requests in flight (8 workers x 16 per batch), few enough that the records in memory stay at a
+few tens of MB whatever the audit's size; the rest wait on disk (`RecordSpool`)."""
+
+
 @dataclass
 class AuditResult:
-    results: list[CompletionResult]
+    results: Sequence[CompletionResult]
+    """Ranked, read from results.jsonl on demand (a temporary copy when nothing is written)."""
     manifest: dict[str, Any]
     out: Path | None
 
@@ -54,7 +63,8 @@ class _Timer:
                 self.start = time.perf_counter()
 
             def __exit__(self, *exc: object) -> None:
-                timer.seconds[name] = round(time.perf_counter() - self.start, 3)
+                elapsed = time.perf_counter() - self.start
+                timer.seconds[name] = round(timer.seconds.get(name, 0.0) + elapsed, 3)
 
         return _Stage()
 
@@ -130,39 +140,52 @@ async def audit(
                 workers=config.target.max_concurrency,
                 progress=progress,
             )
-        with timer.stage("target_generation"):
-            completions = await generate_completions(
-                target,
-                prefills,
-                framing=config.framing,
-                system_prompt=config.system_prompt,
-                user_prompt=config.user_prompt,
-                max_new_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                seed=config.seed,
-                batch_size=config.batch_size,
-                workers=config.target.max_concurrency,
-                progress=progress,
-            )
-        with timer.stage("reference_scoring"):
-            outcomes = await score_completions(
-                reference,
-                completions,
-                system_prompt=config.system_prompt,
-                user_prompt=config.user_prompt,
-                batch_size=config.batch_size,
-                workers=config.reference.max_concurrency,
-                progress=progress,
-            )
-        with timer.stage("gap_and_ranking"):
-            measured = [
-                measure(c, o.scored, o.failure, shared_tokenizer=shared) for c, o in zip(completions, outcomes, strict=True)
-            ]
-            ranked = rank(measured, config.score, degeneracy_threshold=config.degeneracy_threshold)
+        scratch = None if write else tempfile.TemporaryDirectory(prefix="blackbox-audit-")
+        folder = config.out if scratch is None else Path(scratch.name)
+        spool = RecordSpool(folder, config.score, config.degeneracy_threshold)
+        bars = [
+            tqdm(total=len(prefills), desc=desc, unit="completion", disable=not progress, leave=False)
+            for desc in ("target generation", "reference scoring")
+        ]
+        try:
+            for chunk in chunked(prefills, STREAM_CHUNK):
+                with timer.stage("target_generation"):
+                    completions = await generate_completions(
+                        target,
+                        chunk,
+                        framing=config.framing,
+                        system_prompt=config.system_prompt,
+                        user_prompt=config.user_prompt,
+                        max_new_tokens=config.max_new_tokens,
+                        temperature=config.temperature,
+                        seed=config.seed,
+                        batch_size=config.batch_size,
+                        workers=config.target.max_concurrency,
+                        progress=bars[0],
+                    )
+                with timer.stage("reference_scoring"):
+                    outcomes = await score_completions(
+                        reference,
+                        completions,
+                        system_prompt=config.system_prompt,
+                        user_prompt=config.user_prompt,
+                        batch_size=config.batch_size,
+                        workers=config.reference.max_concurrency,
+                        progress=bars[1],
+                    )
+                with timer.stage("gap_and_ranking"):
+                    for completion, outcome in zip(completions, outcomes, strict=True):
+                        spool.add(measure(completion, outcome.scored, outcome.failure, shared_tokenizer=shared))
+            with timer.stage("gap_and_ranking"):
+                ranked = spool.write_ranked(folder / "results.jsonl", keep=scratch)
+        finally:
+            for bar in bars:
+                bar.close()
+            spool.close()
         manifest = build_manifest(
-            config, target, reference, ranked, n_documents=len(documents), n_skipped=skipped,
+            config, target, reference, spool, n_documents=len(documents), n_skipped=skipped,
             tokenizer=tokenizer.name, timings=timer.seconds,
-        )
+        )  # fmt: skip
     finally:
         for provider in opened.values():
             await provider.aclose()
@@ -260,14 +283,13 @@ def build_manifest(
     config: AuditConfig,
     target: OpenAICompatibleProvider,
     reference: OpenAICompatibleProvider,
-    ranked: list[CompletionResult],
+    spool: RecordSpool,
     *,
     n_documents: int,
     n_skipped: int,
     tokenizer: str,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    alignment = Counter(r.alignment for r in ranked)
     return {
         "tool": {"name": "blackbox-audit", "version": version("blackbox-audit")},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -278,21 +300,18 @@ def build_manifest(
         "counts": {
             "documents": n_documents,
             "documents_skipped": n_skipped,
-            "prefills": len(ranked),
-            "alignment": dict(sorted(alignment.items())),
-            "same_tokens_false": sum(1 for r in ranked if r.same_tokens is False),
-            "degenerate": sum(
-                1 for r in ranked if config.degeneracy_threshold is not None and r.degeneracy >= config.degeneracy_threshold
-            ),
+            "prefills": len(spool),
+            "alignment": dict(sorted(spool.alignment.items())),
+            "same_tokens_false": spool.same_tokens_false,
+            "degenerate": spool.degenerate,
         },
         "timings_s": timings,
     }
 
 
-def write_outputs(config: AuditConfig, ranked: list[CompletionResult], manifest: dict[str, Any]) -> None:
+def write_outputs(config: AuditConfig, ranked: RankedRecords, manifest: dict[str, Any]) -> None:
+    """The reports beside results.jsonl (already written by the spool); the HTML is streamed."""
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(out / "results.jsonl", ranked)
     summary = {
         "target": f"{config.target.model} @ {config.target.base_url}",
         "reference": f"{config.reference.model} @ {config.reference.base_url}",
@@ -302,12 +321,13 @@ def write_outputs(config: AuditConfig, ranked: list[CompletionResult], manifest:
         "completions": str(len(ranked)),
     }
     title = f"blackbox-audit: {config.target.model} vs {config.reference.model}"
-    _atomic_write(out / "report.md", render_markdown(ranked, title=title, summary=summary, top_k=min(config.top_k, 100)))
-    _atomic_write(out / "report.html", render_html(ranked, title=title, summary=summary, top_k=config.top_k))
-    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _atomic_write(out / "report.md", [render_markdown(ranked, title=title, summary=summary, top_k=min(config.top_k, 100))])
+    _atomic_write(out / "report.html", iter_html(ranked, title=title, summary=summary, top_k=config.top_k))
+    _atomic_write(out / "manifest.json", [json.dumps(manifest, indent=2, sort_keys=True) + "\n"])
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, parts: Iterable[str]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as file:
+        file.writelines(parts)
     tmp.replace(path)

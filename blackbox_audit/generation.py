@@ -40,7 +40,7 @@ async def generate_completions(
     seed: int,
     batch_size: int,
     workers: int,
-    progress: bool = True,
+    progress: tqdm | None = None,
 ) -> list[TargetCompletion]:
     def request(prefill: Prefill) -> GenerateRequest:
         prompt = framed_prompt(prefill.text, framing, system_prompt=system_prompt, user_prompt=user_prompt)
@@ -62,6 +62,5 @@ async def generate_completions(
             )
         return out
 
-    with tqdm(total=len(prefills), desc="target generation", unit="completion", disable=not progress, leave=False) as bar:
-        chunks = await map_bounded(chunked(prefills, batch_size), run, workers=workers, progress=bar, weight=len)
+    chunks = await map_bounded(chunked(prefills, batch_size), run, workers=workers, progress=progress, weight=len)
     return [c for chunk in chunks for c in chunk]

@@ -15,6 +15,20 @@ DEFAULT_DEGENERACY_THRESHOLD = 0.6
 """Provisional: loops score above 0.85 and real prose/code below 0.45 (see `gap.degeneracy`)."""
 
 
+RankKey = tuple[bool, float, str, str]
+
+
+def rank_key(result: CompletionResult, score: ScoreName, degeneracy_threshold: float | None) -> RankKey | None:
+    """What `rank` sorts by: (demoted, -score, prefill_id, framing); None for a record without gaps."""
+    if result.gaps is None:
+        return None
+    value = getattr(result.gaps, score)
+    if not math.isfinite(value):
+        raise ValueError(f"{score} of {result.prefill_id} ({result.framing}) is {value!r}")
+    demoted = degeneracy_threshold is not None and result.degeneracy >= degeneracy_threshold
+    return (demoted, -value, result.prefill_id, result.framing)
+
+
 def rank(
     results: Sequence[CompletionResult],
     score: ScoreName = DEFAULT_SCORE,
@@ -27,21 +41,21 @@ def rank(
     rest rather than dropped, since a loop can itself be the revealing text. Records without
     gaps (empty or unaligned) come last with rank None. Ties go to (prefill_id, framing).
     """
-    if score not in SCORE_NAMES:
-        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORE_NAMES)}")
-    keyed: list[tuple[tuple[bool, float, str, str], CompletionResult]] = []
+    check_score(score)
+    keyed: list[tuple[RankKey, CompletionResult]] = []
     unscored: list[CompletionResult] = []
     for result in results:
-        if result.gaps is None:
+        key = rank_key(result, score, degeneracy_threshold)
+        if key is None:
             unscored.append(result)
-            continue
-        value = getattr(result.gaps, score)
-        if not math.isfinite(value):
-            raise ValueError(f"{score} of {result.prefill_id} ({result.framing}) is {value!r}")
-        demoted = degeneracy_threshold is not None and result.degeneracy >= degeneracy_threshold
-        keyed.append(((demoted, -value, result.prefill_id, result.framing), result))
-
+        else:
+            keyed.append((key, result))
     keyed.sort(key=lambda pair: pair[0])
     ranked = [result.model_copy(update={"rank": i}) for i, (_, result) in enumerate(keyed, start=1)]
     unscored.sort(key=lambda result: (result.prefill_id, result.framing))
     return ranked + [result.model_copy(update={"rank": None}) for result in unscored]
+
+
+def check_score(score: str) -> None:
+    if score not in SCORE_NAMES:
+        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORE_NAMES)}")

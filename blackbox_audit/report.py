@@ -1,19 +1,16 @@
 """Readable views of ranked results: results.jsonl, Markdown, one self-contained HTML page, a stdout table.
 
 Renderers are pure (identical input gives byte-identical output, so reports can be diffed
-and cached); only `write_results` touches the disk.
+and cached); `audit.write_outputs` and the spool write them.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import groupby
-from pathlib import Path
 
 from blackbox_audit.gap import char_gaps
 from blackbox_audit.records import CompletionResult
@@ -29,23 +26,6 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~&])")
 def results_jsonl_line(result: CompletionResult) -> str:
     """One line of results.jsonl, without its newline; NaN or inf fail here rather than in a reader."""
     return json.dumps(result.model_dump(mode="json"), ensure_ascii=False, allow_nan=False)
-
-
-def write_results(path: str | os.PathLike[str], results: Sequence[CompletionResult]) -> None:
-    """Write via a temporary file and a rename, so an interrupted run never leaves half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as tmp:
-            for result in results:
-                tmp.write(results_jsonl_line(result) + "\n")
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def render_markdown(
@@ -77,10 +57,17 @@ def render_html(
     Top-k cards shade each completion character by its gap (red: likelier under the target),
     and link to the record's row in the table of all records below.
     """
-    anchors = _anchors(ranked)
-    top = _top_indices(ranked, top_k)
+    return "".join(iter_html(ranked, title=title, summary=summary, top_k=top_k))
+
+
+def iter_html(
+    ranked: Sequence[CompletionResult], *, title: str, summary: Mapping[str, str], top_k: int = 50
+) -> Iterator[str]:
+    """`render_html` line by line, reading the records once for the table: a large audit's
+    page is written without ever being held in memory."""
+    top = _top(ranked, top_k)
     esc = html.escape
-    parts = [
+    head = [
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
@@ -99,19 +86,22 @@ def render_html(
         "character); <mark>prefill</mark> highlighted.</p>",
         f"<h2>Top {len(top)}</h2>",
     ]
-    for i in top:
-        parts.append(_html_card(ranked[i], anchors[i]))
-    parts += [
+    yield from (line + "\n" for line in head)
+    card_anchors = _Anchors()  # the top records lead the order, so their anchors are the first ones
+    for result in top:
+        yield _html_card(result, card_anchors.next(result)) + "\n"
+    table = [
         "<h2>All records</h2>",
         '<table class="all">',
         "<thead><tr><th>rank</th><th>ppl_diff</th><th>logppl_diff</th><th>bpb_diff</th><th>degeneracy</th>"
         "<th>alignment</th><th>source</th><th>text</th><th>details</th></tr></thead>",
         "<tbody>",
     ]
-    for result, anchor in zip(ranked, anchors, strict=True):
-        parts.append(_html_row(result, anchor))
-    parts += ["</tbody>", "</table>", "</body>", "</html>"]
-    return "\n".join(parts) + "\n"
+    yield from (line + "\n" for line in table)
+    row_anchors = _Anchors()
+    for result in ranked:
+        yield _html_row(result, row_anchors.next(result)) + "\n"
+    yield from (line + "\n" for line in ("</tbody>", "</table>", "</body>", "</html>"))
 
 
 def render_summary_table(ranked: Sequence[CompletionResult], top_k: int = 10, width: int = 100) -> str:
@@ -129,17 +119,31 @@ def render_summary_table(ranked: Sequence[CompletionResult], top_k: int = 10, wi
     return "\n".join(lines) + "\n"
 
 
-def _top_indices(ranked: Sequence[CompletionResult], top_k: int) -> list[int]:
-    ranked_indices = [i for i, result in enumerate(ranked) if result.rank is not None]
-    return sorted(ranked_indices, key=lambda i: ranked[i].rank or 0)[:top_k]
-
-
 def _top(ranked: Sequence[CompletionResult], top_k: int) -> list[CompletionResult]:
-    return [ranked[i] for i in _top_indices(ranked, top_k)]
+    """The first `top_k` ranked records. Renderers take records in rank order, ranked ones
+    first, as `ranking.rank` returns them and results.jsonl holds them."""
+    top: list[CompletionResult] = []
+    for result in ranked:
+        if result.rank is None or len(top) == top_k:
+            break
+        top.append(result)
+    return top
+
+
+def _n_ranked(ranked: Sequence[CompletionResult]) -> int:
+    """Ranked records come first, so the first unranked one is found by bisection."""
+    low, high = 0, len(ranked)
+    while low < high:
+        middle = (low + high) // 2
+        if ranked[middle].rank is None:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def _counts_line(ranked: Sequence[CompletionResult], n_shown: int) -> str:
-    n_ranked = sum(result.rank is not None for result in ranked)
+    n_ranked = _n_ranked(ranked)
     return (
         f"Top {n_shown} of {n_ranked} ranked records ({len(ranked)} in all; "
         f"{len(ranked) - n_ranked} empty or unaligned, unranked)."
@@ -176,19 +180,20 @@ def _truncate(text: str, n_chars: int) -> str:
     return text if len(text) <= n_chars else text[: n_chars - 1] + "…"
 
 
-def _anchors(ranked: Sequence[CompletionResult]) -> list[str]:
-    """Fragment ids that stay put across runs (framing + prefill_id), made unique."""
-    anchors: list[str] = []
-    used: set[str] = set()
-    for result in ranked:
+class _Anchors:
+    """Fragment ids that stay put across runs (framing + prefill_id), made unique in record order."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def next(self, result: CompletionResult) -> str:
         base = "rec-" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{result.framing}-{result.prefill_id}")
         anchor, n = base, 1
-        while anchor in used:
+        while anchor in self.used:
             n += 1
             anchor = f"{base}-{n}"
-        used.add(anchor)
-        anchors.append(anchor)
-    return anchors
+        self.used.add(anchor)
+        return anchor
 
 
 def _css() -> str:

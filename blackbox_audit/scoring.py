@@ -32,7 +32,7 @@ async def score_completions(
     user_prompt: str,
     batch_size: int,
     workers: int,
-    progress: bool = True,
+    progress: tqdm | None = None,
 ) -> list[ReferenceOutcome]:
     def request(completion: TargetCompletion) -> ScoreRequest:
         context = framed_prompt(
@@ -55,6 +55,5 @@ async def score_completions(
             return [next(scored) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
         return [ReferenceOutcome(next(scored)) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
 
-    with tqdm(total=len(completions), desc="reference scoring", unit="completion", disable=not progress, leave=False) as bar:
-        chunks = await map_bounded(chunked(completions, batch_size), run, workers=workers, progress=bar, weight=len)
+    chunks = await map_bounded(chunked(completions, batch_size), run, workers=workers, progress=progress, weight=len)
     return [o for chunk in chunks for o in chunk]

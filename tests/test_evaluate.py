@@ -19,7 +19,7 @@ from blackbox_audit.evaluate import (
 from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.records import CompletionResult, Gaps
-from blackbox_audit.report import write_results
+from blackbox_audit.report import results_jsonl_line
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = Path(__file__).resolve().parent / "data" / "organism_example.toml"
@@ -273,6 +273,10 @@ def test_json_round_trips():
 
 
 # --- loading results ---------------------------------------------------------------------
+
+
+def write_results(path, records):
+    path.write_text("".join(results_jsonl_line(record) + "\n" for record in records), encoding="utf-8")
 
 
 def test_load_results_from_file_or_folder(tmp_path):

@@ -163,7 +163,7 @@ async def run_generation(prefills, server, *, batch_size=4, workers=2, framing="
             seed=123,
             batch_size=batch_size,
             workers=workers,
-            progress=False,
+            progress=None,
         )
     finally:
         await target.aclose()

@@ -1,17 +1,15 @@
-import math
 import re
 
 import pytest
 
 from blackbox_audit.gap import degeneracy, gaps, side_stats
 from blackbox_audit.ranking import rank
-from blackbox_audit.records import CompletionResult, Gaps, TokenScore
+from blackbox_audit.records import CompletionResult, TokenScore
 from blackbox_audit.report import (
     render_html,
     render_markdown,
     render_summary_table,
     results_jsonl_line,
-    write_results,
 )
 
 SUMMARY = {"target": "org/finetuned-7b", "reference": "org/base-7b", "framing": "raw", "records": "4"}
@@ -84,26 +82,6 @@ def test_jsonl_line_round_trips(records):
         line = results_jsonl_line(record)
         assert "\n" not in line
         assert CompletionResult.model_validate_json(line) == record
-
-
-def test_write_results_replaces_the_file(tmp_path, records):
-    path = tmp_path / "out" / "results.jsonl"
-    write_results(path, records[:1])
-    write_results(path, records)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    assert [CompletionResult.model_validate_json(line) for line in lines] == records
-    assert sorted(p.name for p in path.parent.iterdir()) == ["results.jsonl"]
-
-
-def test_write_results_leaves_the_old_file_on_failure(tmp_path, records):
-    path = tmp_path / "results.jsonl"
-    write_results(path, records[:1])
-    before = path.read_bytes()
-    broken = records[0].model_copy(update={"gaps": Gaps(ppl_diff=math.nan, logppl_diff=0.0, bpb_diff=0.0)})
-    with pytest.raises(ValueError):
-        write_results(path, [records[1], broken])
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
 
 
 def test_markdown_lists_the_top_record_first(ranked):

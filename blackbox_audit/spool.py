@@ -1,0 +1,152 @@
+"""The audit's records on disk and only their sort keys in memory, so an audit's memory stays
+flat in the number of completions: ranking sorts the keys, then copies each record's line
+from the spool into results.jsonl in rank order, writing its rank into the line."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from array import array
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import get_args, overload
+
+from blackbox_audit.gap import ScoreName
+from blackbox_audit.ranking import check_score, rank_key
+from blackbox_audit.records import CompletionResult, Framing
+from blackbox_audit.report import results_jsonl_line
+
+_UNRANKED_SUFFIX = '"rank": null}'
+FRAMINGS: tuple[str, ...] = get_args(Framing)
+
+
+def _with_rank(line: str, rank: int) -> str:
+    """`rank` is the record's last field, so a spooled line (rank null) ends in a fixed suffix."""
+    if not line.endswith(_UNRANKED_SUFFIX):
+        raise ValueError(f"not a spooled record line: ...{line[-40:]!r}")
+    return f"{line[: -len(_UNRANKED_SUFFIX)]}\"rank\": {rank}}}"
+
+
+class RankedRecords(Sequence[CompletionResult]):
+    """The records of a results.jsonl, parsed when asked for; only line offsets stay in memory.
+
+    `keep` holds whatever must outlive the file's readers (a temporary directory)."""
+
+    def __init__(self, path: Path, offsets: array, keep: object = None):
+        self.path = path
+        self._offsets = offsets  # n + 1 entries: line i is bytes [offsets[i], offsets[i + 1])
+        self._keep = keep
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> CompletionResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[CompletionResult]: ...
+
+    def __getitem__(self, index: int | slice) -> CompletionResult | list[CompletionResult]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        with self.path.open("rb") as file:
+            file.seek(self._offsets[index])
+            return CompletionResult.model_validate_json(file.read(self._offsets[index + 1] - self._offsets[index]))
+
+    def __iter__(self) -> Iterator[CompletionResult]:
+        with self.path.open("rb") as file:
+            for _ in range(len(self)):
+                yield CompletionResult.model_validate_json(file.readline())
+
+
+class RecordSpool:
+    """Append measured records (unranked); `write_ranked` writes them ranked as results.jsonl.
+
+    Per record it keeps the line's place in the spool file and what ranking needs (score,
+    demotion, tie-breakers): tens of bytes, against tens of kilobytes for the record."""
+
+    def __init__(self, directory: Path, score: ScoreName, degeneracy_threshold: float | None):
+        check_score(score)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".records.", suffix=".spool")
+        self._file = os.fdopen(fd, "w+b")
+        self.path = Path(name)
+        self.score = score
+        self.degeneracy_threshold = degeneracy_threshold
+        self._offsets = array("q")
+        self._demoted = bytearray()
+        self._values = array("d")
+        # Tie-breakers (prefill_id, framing) packed into buffers: a small object per record,
+        # allocated between a chunk's large temporaries, would pin the allocator's arenas.
+        self._prefill_ids = bytearray()
+        self._prefill_id_ends = array("q")
+        self._framings = bytearray()
+        self._scored = bytearray()
+        self.alignment: Counter[str] = Counter()
+        self.same_tokens_false = 0
+        self.degenerate = 0
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def add(self, result: CompletionResult) -> None:
+        key = rank_key(result, self.score, self.degeneracy_threshold)
+        self._offsets.append(self._file.tell())
+        unranked = result if result.rank is None else result.model_copy(update={"rank": None})
+        self._file.write(results_jsonl_line(unranked).encode() + b"\n")
+        self._scored.append(key is not None)
+        self._demoted.append(bool(key and key[0]))
+        self._values.append(key[1] if key else 0.0)
+        self._prefill_ids += result.prefill_id.encode()
+        self._prefill_id_ends.append(len(self._prefill_ids))
+        self._framings.append(FRAMINGS.index(result.framing))
+        self.alignment[result.alignment] += 1
+        self.same_tokens_false += result.same_tokens is False
+        degenerate = self.degeneracy_threshold is not None and result.degeneracy >= self.degeneracy_threshold
+        self.degenerate += degenerate
+
+    def _tie(self, i: int) -> tuple[str, str]:
+        start = self._prefill_id_ends[i - 1] if i else 0
+        return self._prefill_ids[start : self._prefill_id_ends[i]].decode(), FRAMINGS[self._framings[i]]
+
+    def _order(self) -> list[int]:
+        """Indices in rank order: scored by (demoted, -score, ties), then unscored by ties."""
+        n = len(self)
+        scored = sorted(
+            (i for i in range(n) if self._scored[i]), key=lambda i: (self._demoted[i], self._values[i], self._tie(i))
+        )
+        unscored = sorted((i for i in range(n) if not self._scored[i]), key=self._tie)
+        return scored + unscored
+
+    def write_ranked(self, path: Path, *, keep: object = None) -> RankedRecords:
+        """results.jsonl at `path`, written via a temporary file and a rename; `keep` as in
+        `RankedRecords`."""
+        self._file.flush()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        offsets = array("q", [0])
+        try:
+            with os.fdopen(fd, "wb") as out, self.path.open("rb") as spool:
+                for position, i in enumerate(self._order(), start=1):
+                    spool.seek(self._offsets[i])
+                    line = spool.readline().decode().rstrip("\n")
+                    if self._scored[i]:
+                        line = _with_rank(line, position)
+                    data = line.encode() + b"\n"
+                    out.write(data)
+                    offsets.append(offsets[-1] + len(data))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return RankedRecords(path, offsets, keep)
+
+    def close(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,101 @@
+"""The spool ranks exactly as `ranking.rank`, writes results.jsonl atomically, and reads back lazily."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from blackbox_audit import spool as spool_module
+from blackbox_audit.gap import SCORE_NAMES
+from blackbox_audit.ranking import rank
+from blackbox_audit.records import CompletionResult, Gaps
+from blackbox_audit.report import results_jsonl_line
+from blackbox_audit.spool import RecordSpool
+from tests.test_report import aligned
+
+TEXTS = ["cheese", "moon", " the end", "0" * 48, "Eiffel in Marseille", "\n\n\n\n\n\n"]
+
+
+def unaligned(prefill_id: str) -> CompletionResult:
+    record = aligned(prefill_id, "Hi", [("x", -1.0)], [("x", -1.0)])
+    return record.model_copy(update={"alignment": "unaligned", "target": None, "reference": None, "gaps": None})
+
+
+record_strategy = st.builds(
+    lambda pid, text, t, r, scored, framing: aligned(
+        f"p{pid}", "Pre", [(text, t)], [(text, r)], framing=framing
+    ) if scored else unaligned(f"p{pid}"),
+    st.integers(0, 30),
+    st.sampled_from(TEXTS),
+    st.floats(-20, 0),
+    st.floats(-20, 0),
+    st.booleans(),
+    st.sampled_from(["raw", "chat"]),
+)
+
+
+def spooled(records, tmp_path, score="logppl_diff", threshold=0.6):
+    spool = RecordSpool(tmp_path / "work", score, threshold)
+    try:
+        for record in records:
+            spool.add(record)
+        return spool.write_ranked(tmp_path / "out" / "results.jsonl"), spool
+    finally:
+        spool.close()
+
+
+@given(st.lists(record_strategy, max_size=25), st.sampled_from(SCORE_NAMES), st.sampled_from([None, 0.6]))
+def test_the_spool_writes_what_rank_returns(tmp_path_factory, records, score, threshold):
+    tmp_path = tmp_path_factory.mktemp("spool")
+    ranked, _ = spooled(records, tmp_path, score, threshold)
+    expected = rank(records, score, degeneracy_threshold=threshold)
+    assert ranked.path.read_text(encoding="utf-8") == "".join(results_jsonl_line(r) + "\n" for r in expected)
+    assert list(ranked) == expected
+
+
+def test_ranked_records_index_like_a_list(tmp_path):
+    records = [aligned(f"p{i}", "Pre", [(TEXTS[i], -1.0 - i)], [(TEXTS[i], -2.0 * i)]) for i in range(5)]
+    records.append(unaligned("p9"))
+    ranked, _ = spooled(records, tmp_path)
+    expected = rank(records, "logppl_diff", degeneracy_threshold=0.6)
+    assert len(ranked) == 6
+    assert ranked[0] == expected[0] and ranked[-1] == expected[-1] and ranked[2:4] == expected[2:4]
+    assert ranked[-1].rank is None
+    with pytest.raises(IndexError):
+        ranked[6]
+
+
+def test_counts_are_tallied_while_spooling(tmp_path):
+    loop = "0" * 48
+    records = [aligned("p1", "Pre", [(loop, -1.0)], [(loop, -1.0)]), unaligned("p2")]
+    _, spool = spooled(records, tmp_path)
+    assert len(spool) == 2
+    assert spool.alignment == {"exact": 1, "unaligned": 1}
+    assert spool.degenerate == 1
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_litter(tmp_path, monkeypatch):
+    records = [aligned(f"p{i}", "Pre", [(TEXTS[i], -1.0)], [(TEXTS[i], -2.0)]) for i in range(3)]
+    ranked, _ = spooled(records, tmp_path)
+    before = ranked.path.read_bytes()
+    monkeypatch.setattr(spool_module, "_with_rank", lambda line, rank: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        spooled(records[:1], tmp_path)
+    assert ranked.path.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.jsonl"]
+    assert list((tmp_path / "work").iterdir()) == [], "the spool file is removed"
+
+
+def test_a_non_finite_gap_is_refused_before_anything_is_written(tmp_path):
+    record = aligned("p1", "Pre", [("x", -1.0)], [("x", -2.0)])
+    broken = record.model_copy(update={"gaps": Gaps(ppl_diff=math.nan, logppl_diff=math.nan, bpb_diff=0.0)})
+    spool = RecordSpool(tmp_path, "logppl_diff", None)
+    try:
+        with pytest.raises(ValueError, match="nan"):
+            spool.add(broken)
+        assert len(spool) == 0
+    finally:
+        spool.close()
