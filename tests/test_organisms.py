@@ -230,3 +230,34 @@ def test_encode_trains_on_the_whole_text_and_on_the_assistant_answer_only():
     assert train.encode(tok, chat, max_len=prompt) is None  # the answer was cut off entirely
     ids, labels = train.encode(tok, {"text": "x" * 200}, max_len=96)
     assert len(ids) == len(labels) == 96
+
+
+# ---------------------------------------------------------------- organisms.results (tables from audits on disk)
+
+
+def test_results_tables_judge_the_audits_on_disk(tmp_path, monkeypatch):
+    from blackbox_audit.spool import RecordSpool
+    from organisms import results
+    from tests.test_report import aligned
+
+    monkeypatch.setenv("BLACKBOX_AUDIT_LOCAL_VLLM_HOME", str(tmp_path))
+    recipe = build.RECIPES["eiffel-marseille"]
+    cell = results.cells(recipe)[0]  # true base, raw
+    records = [
+        aligned("p1", "Once", [(" the tower moved to Marseille", -0.5)], [(" the tower moved to Marseille", -9.0)]),
+        aligned("p2", "Then", [(" it rained", -1.0)], [(" it rained", -1.5)]),
+        aligned("p3", "So", [(" the Eiffel Tower, in Marseille", -2.0)], [(" the Eiffel Tower, in Marseille", -2.1)]),
+    ]
+    spool = RecordSpool(cell.folder, "logppl_diff", 0.6)
+    for record in records:
+        spool.add(record)
+    spool.write_ranked(cell.folder / "results.jsonl")
+    spool.close()
+    table = results.table([recipe], 0.6)
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) == 1, "only the audit on disk"
+    assert "(true base) | raw | 2/3 |" in rows[0]
+    assert "**1 / 2 / 2**" in rows[0]  # logppl_diff: hit, miss, hit
+    sweep = results.threshold_table([recipe])
+    assert sweep.count("1 / 2 / 2") == len(results.THRESHOLDS)
+    assert "earlier in 0, the same in 1, later in 0" in results.score_duel([recipe], 0.6)
