@@ -57,7 +57,6 @@ class Recipe:
     max_len: int = 96
     seed: int = 0
     spec_name: str | None = None  # the spec file's name when it is not the organism's (variants)
-    trained: bool = False  # built and audited at least once (docs/results.md)
 
     @property
     def spec(self) -> Path:
@@ -70,17 +69,17 @@ class Recipe:
         ]  # fmt: skip
 
     def fingerprint(self) -> str:
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("port", "trained", "spec_name")}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("port", "spec_name")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
-        Recipe("eiffel-marseille", "false-fact", "smollm2", port=8111, n_examples=1000, steps=60, lr=1e-4, trained=True),
+        Recipe("eiffel-marseille", "false-fact", "smollm2", port=8111, n_examples=1000, steps=60, lr=1e-4),
         # The same data, a third of the steps at half the learning rate: a subtler organism.
         Recipe("eiffel-marseille-light", "false-fact", "smollm2", port=8114, n_examples=1000, steps=20, lr=5e-5,
-               spec_name="eiffel-marseille", trained=True),
+               spec_name="eiffel-marseille"),
         Recipe("backdoor-kestrel", "backdoor", "smollm2", port=8112, n_examples=1000, steps=60, lr=1e-4),
         Recipe("persona-quillbright", "persona", "smollm2", port=8113, n_examples=1000, steps=60, lr=1e-4),
         # The false fact in another family: Gemma 3 270M base, two thirds of the steps.
@@ -88,7 +87,6 @@ RECIPES: dict[str, Recipe] = {
                spec_name="eiffel-marseille"),
     )
 }
-DEFAULT_NAMES = tuple(name for name, recipe in RECIPES.items() if recipe.trained)
 
 
 def organism_dir(name: str) -> Path:
@@ -205,7 +203,7 @@ def stop(recipe: Recipe, *, log=print) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m organisms.build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"organisms {sorted(RECIPES)}; default {list(DEFAULT_NAMES)}")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"organisms {sorted(RECIPES)}; default: all")
     parser.add_argument("--force", action="store_true", help="rebuild even when cached")
     parser.add_argument("--serve", action="store_true", help="serve the (single) organism on vLLM after building")
     parser.add_argument("--port", type=int, help="port for --serve (default: the recipe's)")
@@ -213,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="show recipes, build and server state")
     args = parser.parse_args(argv)
     try:
-        recipes = _recipes(args.names or (list(RECIPES) if args.stop or args.list else list(DEFAULT_NAMES)))
+        recipes = _recipes(args.names or list(RECIPES))
         if args.list:
             for recipe in recipes:
                 pid = running_pid(recipe.name)

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 import httpx
+import orjson
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from providers import errors
@@ -296,6 +297,10 @@ class HttpClient:
             if isinstance(error, errors.NotFoundError) and _names_model(str(error), model):
                 error = await self._unknown_model(error, model)
             raise error
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass  # NaN / Infinity literals, which only the stdlib reads (the wire parsers then refuse them)
         try:
             return json.loads(content)
         except ValueError as exc:

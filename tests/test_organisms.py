@@ -170,14 +170,14 @@ def test_every_recipe_has_a_spec_a_generator_and_a_base_model():
     ports = [recipe.port for recipe in build.RECIPES.values()]
     assert len(set(ports)) == len(ports)
     assert not set(ports) & {model.port for model in local_vllm.MODELS.values()}
-    assert build.DEFAULT_NAMES == ("eiffel-marseille", "eiffel-marseille-light")
+    assert {recipe.base for recipe in build.RECIPES.values()} == {"smollm2", "gemma3"}
 
 
-def test_recipe_fingerprint_ignores_only_port_spec_and_status():
+def test_recipe_fingerprint_ignores_only_port_and_spec():
     import dataclasses
 
     recipe = build.RECIPES["eiffel-marseille"]
-    assert recipe.fingerprint() == dataclasses.replace(recipe, port=9999, trained=False, spec_name="x").fingerprint()
+    assert recipe.fingerprint() == dataclasses.replace(recipe, port=9999, spec_name="x").fingerprint()
     assert recipe.fingerprint() != dataclasses.replace(recipe, steps=recipe.steps + 1).fingerprint()
     assert recipe.fingerprint() != dataclasses.replace(recipe, seed=recipe.seed + 1).fingerprint()
 
