@@ -8,11 +8,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from providers.errors import ResponseShapeError
 from providers.records import Completion, TokenLogprob, Usage
 
 SENTINEL_LOGPROB = -9999.0
 """vLLM clamps -inf to this; it is an absence of a number, not a number."""
+
+_TOKEN_LIST = TypeAdapter(list[TokenLogprob])
 
 
 class Wire:
@@ -39,6 +43,26 @@ class Wire:
         if value <= SENTINEL_LOGPROB:
             raise self.fail(field, f"sentinel {value!r} (the server clamped -inf)")
         return min(value, 0.0)
+
+    def token_logprobs(
+        self, ids: Sequence[int] | None, texts: Sequence[Any], values: Sequence[Any], field: str, start: int = 0
+    ) -> list[TokenLogprob]:
+        """Tokens `start:` as records, validated in one call: scoring is per token, so this is
+        the client's hottest loop. `field` names the logprob list for error messages."""
+        checked = []
+        for j in range(start, len(values)):
+            value = values[j]
+            # A float in range passes as is; anything else (NaN included) takes the full check.
+            checked.append(value if type(value) is float and SENTINEL_LOGPROB < value <= 0.0 else self.logprob(value, f"{field}[{j}]"))
+        try:
+            return _TOKEN_LIST.validate_python(
+                [
+                    {"token_id": None if ids is None else ids[j], "text": texts[j], "logprob": value}
+                    for j, value in enumerate(checked, start=start)
+                ]
+            )
+        except ValidationError as exc:
+            raise self.fail(field.rsplit(".", 1)[0], f"token texts or ids are malformed: {exc.errors()[0]['msg']}") from None
 
     def choices(self, payload: Any, expected: int) -> list[Any]:
         """Choices sorted by `index` (vLLM answers prompt-major), exactly `expected` of them."""
@@ -92,14 +116,7 @@ class Wire:
         ids = choice.get("token_ids")
         if ids is not None:
             ids = self.token_ids(ids, f"{where}.token_ids", len(tokens))
-        parsed = [
-            TokenLogprob(
-                token_id=None if ids is None else ids[j],
-                text=tokens[j],
-                logprob=self.logprob(values[j], f"{where}.logprobs.token_logprobs[{j}]"),
-            )
-            for j in range(len(tokens))
-        ]
+        parsed = self.token_logprobs(ids, tokens, values, f"{where}.logprobs.token_logprobs")
         spelling, stop = self.split_stop_token(choice, parsed, stop_token_included)
         return Completion(text=text, tokens=tuple(spelling), finish_reason=choice.get("finish_reason"), stop_token=stop)
 
@@ -152,15 +169,7 @@ class Wire:
             raise self.fail(f"choices[{i}].prompt_token_ids", "differ from the token ids sent")
         if not 0 < n_scored < n_prompt:
             raise ValueError(f"cannot score {n_scored} of {n_prompt} prompt tokens (the first is never scored)")
-        start = n_prompt - n_scored
-        return [
-            TokenLogprob(
-                token_id=prompt_ids[j],
-                text=tokens[j],
-                logprob=self.logprob(values[j], f"{where}.token_logprobs[{j}]"),
-            )
-            for j in range(start, n_prompt)
-        ]
+        return self.token_logprobs(prompt_ids, tokens, values, f"{where}.token_logprobs", start=n_prompt - n_scored)
 
     def prompt_logprobs(self, entries: Any, field: str, prompt_ids: Sequence[int], n_scored: int) -> list[TokenLogprob]:
         """vLLM's `prompt_logprobs`: entry 0 null, then `{token_id: {logprob, ...}}` dicts,
