@@ -90,7 +90,8 @@ def write_between_markers(path: Path, block: str) -> None:
 _GROUPS = (
     ("HTTP client (httpx, httpcore, h11)", ("/httpx/", "/httpcore/", "/h11/")),
     ("event loop and anyio", ("/asyncio/", "/anyio/", "/sniffio/", "{method 'run' of '_contextvars")),
-    ("json encode/decode", ("/json/", "_json")),
+    ("json encode/decode (orjson, stdlib)", ("/json/", "_json", "orjson")),
+    ("tokenizers (in process)", ("tokenizers.",)),
     ("pydantic records", ("/pydantic", "pydantic_core")),
     ("tenacity (retry wrapper)", ("/tenacity/",)),
     ("providers/ code itself", ("/providers/",)),
@@ -111,9 +112,9 @@ def profile_summary(prof_path: Path, n: int) -> str:
                 break
     cumulative = {}
     for (filename, _, funcname), (_, _, _, ct, _) in raw.items():
-        if filename.endswith(("providers/openai_compatible.py", "providers/http.py")):
+        if filename.endswith(("providers/openai_compatible.py", "providers/http.py", "providers/wire.py")):
             cumulative[funcname] = max(cumulative.get(funcname, 0.0), ct)
-    picks = ["_send", "tokenize", "detokenize", "_score_prepared", "_prepare"]
+    picks = ["_send", "tokenize", "detokenize", "_score_prepared", "_prepare", "token_logprobs"]
     shares = ", ".join(f"`{f}` {100 * cumulative[f] / total:.0f}%" for f in picks if f in cumulative)
     groups["other (sockets, regex, builtins)"] = total - sum(groups.values())
     parts = ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in sorted(groups.items(), key=lambda kv: -kv[1]) if t > 0)
