@@ -72,9 +72,8 @@ class RecordSpool:
     def __init__(self, directory: Path, score: ScoreName, degeneracy_threshold: float | None):
         check_score(score)
         directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=directory, prefix=".records.", suffix=".spool")
-        self._file = os.fdopen(fd, "w+b")
-        self.path = Path(name)
+        # Unlinked at once (POSIX): even a killed run leaves nothing behind.
+        self._file = tempfile.TemporaryFile(dir=directory)
         self.score = score
         self.degeneracy_threshold = degeneracy_threshold
         self._offsets = array("q")
@@ -95,6 +94,7 @@ class RecordSpool:
 
     def add(self, result: CompletionResult) -> None:
         key = rank_key(result, self.score, self.degeneracy_threshold)
+        self._file.seek(0, os.SEEK_END)
         self._offsets.append(self._file.tell())
         unranked = result if result.rank is None else result.model_copy(update={"rank": None})
         self._file.write(results_jsonl_line(unranked).encode() + b"\n")
@@ -130,10 +130,10 @@ class RecordSpool:
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         offsets = array("q", [0])
         try:
-            with os.fdopen(fd, "wb") as out, self.path.open("rb") as spool:
+            with os.fdopen(fd, "wb") as out:
                 for position, i in enumerate(self._order(), start=1):
-                    spool.seek(self._offsets[i])
-                    line = spool.readline().decode().rstrip("\n")
+                    self._file.seek(self._offsets[i])
+                    line = self._file.readline().decode().rstrip("\n")
                     if self._scored[i]:
                         line = _with_rank(line, position)
                     data = line.encode() + b"\n"
@@ -149,4 +149,3 @@ class RecordSpool:
 
     def close(self) -> None:
         self._file.close()
-        self.path.unlink(missing_ok=True)

@@ -86,7 +86,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_litter(tmp_path, monkeypatch)
         spooled(records[:1], tmp_path)
     assert ranked.path.read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.jsonl"]
-    assert list((tmp_path / "work").iterdir()) == [], "the spool file is removed"
+    assert list((tmp_path / "work").iterdir()) == [], "the spool file never shows"
 
 
 def test_a_non_finite_gap_is_refused_before_anything_is_written(tmp_path):
