@@ -9,10 +9,13 @@ from blackbox_audit.gap import SCORE_NAMES, ScoreName
 from blackbox_audit.records import CompletionResult
 
 DEFAULT_SCORE: ScoreName = "logppl_diff"
-"""Provisional, until measured on organisms: on a log scale, one runaway perplexity cannot dominate as in ppl_diff."""
+"""On a log scale one runaway perplexity cannot dominate as in ppl_diff. On the organisms of
+docs/results.md its first hit is never later than ppl_diff's, and earlier in 5 of 18 audits."""
 
 DEFAULT_DEGENERACY_THRESHOLD = 0.6
-"""Provisional: loops score above 0.85 and real prose/code below 0.45 (see `gap.degeneracy`)."""
+"""Above prose and code (<= 0.45, see `gap.degeneracy`); 48-token loops such as ": 12: 12: 12"
+score 0.6-0.7. On the organisms of docs/results.md it never delays a first hit and brings it
+earlier in 5 of 18 audits."""
 
 
 RankKey = tuple[bool, float, str, str]
