@@ -80,6 +80,7 @@ async def run_ours(
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         by_path = {k: v - setup.get(k, 0) for k, v in provider.http.stats.by_path.items() if v - setup.get(k, 0)}
         requests_sent = sum(by_path.values())
+        sent_total = provider.http.stats.http_requests  # connect's too: /version, /models, the tokenizer check
     finally:
         await provider.aclose()
     scored = [s for batch in batches for s in batch]
@@ -97,7 +98,7 @@ async def run_ours(
         client_cpu_s=cpu,
         per_pair=per_pair,
         note=f"requests: {paths}" + (f"; {widened} widened alignments" if widened else ""),
-        sent_total=requests_sent + 1,
+        sent_total=sent_total,
     )
 
 
