@@ -263,8 +263,8 @@ def audit_rows(args, rows: list[Row], notes: list[str], floors: dict) -> None:
         Row("3 check", "target calls per completion", None, gen_requests, "", "",
             f"zero extra target calls: {'yes' if gen_requests == expected else 'NO'}",
             f"{gen_requests} generation requests for {args.prefills} prefills in batches of 16 (= {expected}); no second"
-            " call on the target: its logprobs come from the generation call; /tokenize + /detokenize are the prefill"
-            " tokenizer (no model compute)")
+            " call on the target: its logprobs come from the generation call; the rest are connect's /version and"
+            " /models and the tokenizer check (/tokenize, /detokenize: no model compute)")
     )
     warm_requests = warm.requests("target") + warm.requests("reference")
     same = warm.results_path.read_text() == cold.results_path.read_text()
