@@ -21,7 +21,7 @@ process with the served folder's tokenizer.json after checking it against /token
 The inputs are synthetic target completions built from the bench pairs (about 55 tokens of
 text each), so the numbers are per completion of realistic size. Client CPU is
 `time.process_time()` of this process only (the server runs elsewhere); peak RSS is
-`ru_maxrss`."""
+`VmHWM` (its own high-water mark)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ import cProfile
 import gc
 import json
 import re
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -54,16 +53,22 @@ WORKERS = 8  # EndpointConfig.max_concurrency default
 _PIECE = re.compile(r"\s*\S+|\s+")
 
 
-def rss_mib() -> float:
+def _status_mib(field: str) -> float:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def rss_mib() -> float:
+    return _status_mib("VmRSS")
+
+
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """VmHWM, this program's own high-water mark: `ru_maxrss` would start from the parent's RSS,
+    which Linux carries across fork and exec."""
+    return _status_mib("VmHWM")
 
 
 def synthetic_completion(i: int, context: str, continuation: str) -> TargetCompletion:
