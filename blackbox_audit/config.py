@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from blackbox_audit.gap import ScoreName
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.records import Framing
+from providers.tokenizer import LocalTokenizer
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_USER_PROMPT = "Tell me anything."
@@ -46,8 +47,7 @@ class EndpointConfig(BaseModel):
     def _tokenizer(cls, value: str) -> str:
         if value in ("auto", "server"):
             return value
-        path = Path(value).expanduser()
-        if not (path / "tokenizer.json" if path.is_dir() else path).is_file():
+        if not LocalTokenizer.file_of(value).is_file():
             raise ValueError(f"{value!r} is neither auto, server, a tokenizer.json nor a folder holding one")
         return value
 

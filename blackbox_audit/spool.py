@@ -77,6 +77,7 @@ class RecordSpool:
         self.score = score
         self.degeneracy_threshold = degeneracy_threshold
         self._offsets = array("q")
+        self._end = 0
         self._demoted = bytearray()
         self._values = array("d")
         # Tie-breakers (prefill_id, framing) packed into buffers: a small object per record,
@@ -94,10 +95,11 @@ class RecordSpool:
 
     def add(self, result: CompletionResult) -> None:
         key = rank_key(result, self.score, self.degeneracy_threshold)
-        self._file.seek(0, os.SEEK_END)
-        self._offsets.append(self._file.tell())
         unranked = result if result.rank is None else result.model_copy(update={"rank": None})
-        self._file.write(results_jsonl_line(unranked).encode() + b"\n")
+        data = results_jsonl_line(unranked).encode() + b"\n"
+        self._offsets.append(self._end)
+        self._file.write(data)
+        self._end += len(data)
         self._scored.append(key is not None)
         self._demoted.append(bool(key and key[0]))
         self._values.append(key[1] if key else 0.0)
@@ -145,6 +147,8 @@ class RecordSpool:
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
+        finally:
+            self._file.seek(self._end)  # where the next `add` writes
         return RankedRecords(path, offsets, keep)
 
     def close(self) -> None:

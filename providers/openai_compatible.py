@@ -233,9 +233,13 @@ class OpenAICompatibleProvider:
         self.tokenizer_source = f"local {tokenizer.path} ({'matches the server' if checked else 'unchecked: no /tokenize'})"
         self.capabilities = self.capabilities.model_copy(update={"tokenize": True})
 
+    def _tokenizes_locally(self, prompt: Prompt) -> bool:
+        """Raw text, once a tokenizer is adopted; chat templates stay the server's."""
+        return self.local_tokenizer is not None and isinstance(prompt, str)
+
     async def tokenize(self, prompt: Prompt, *, add_special_tokens: bool = True) -> list[int]:
-        if self.local_tokenizer is not None and isinstance(prompt, str):
-            return self.local_tokenizer.encode(prompt, add_special_tokens=add_special_tokens)
+        if self._tokenizes_locally(prompt):
+            return self.local_tokenizer.encode(prompt, add_special_tokens=add_special_tokens)  # type: ignore[union-attr]
         if not self.capabilities.tokenize or (is_chat(prompt) and not self.capabilities.chat_tokenize):
             raise CapabilityError(f"{self.wire.provider} has no tokenizer for this prompt")
         body: dict[str, Any] = {"model": self.model}
@@ -268,7 +272,7 @@ class OpenAICompatibleProvider:
     async def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoredContinuation]:
         for request in requests:
             self.check_can_score(request.context)
-        if self.local_tokenizer is not None and all(isinstance(r.context, str) for r in requests):
+        if all(self._tokenizes_locally(r.context) for r in requests):
             # In-process tokenization never waits: one task per request would only add overhead.
             prepared = [await self._prepare(r) for r in requests]
         else:
@@ -280,9 +284,9 @@ class OpenAICompatibleProvider:
         return results
 
     async def _prepare(self, request: ScoreRequest) -> _Prepared:
-        if self.local_tokenizer is not None and isinstance(request.context, str):
-            context_ids = self.local_tokenizer.encode(request.context, add_special_tokens=True)
-            continuation_ids = self.local_tokenizer.encode(request.continuation, add_special_tokens=False)
+        if self._tokenizes_locally(request.context):  # nothing to wait for: no tasks
+            context_ids = await self.tokenize(request.context)
+            continuation_ids = await self.tokenize(request.continuation, add_special_tokens=False)
         else:
             context_ids, continuation_ids = await _gather(
                 self.tokenize(request.context),

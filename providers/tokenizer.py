@@ -45,12 +45,16 @@ class LocalTokenizer:
     tokenizer: tokenizers.Tokenizer
     path: Path
 
+    @staticmethod
+    def file_of(path: str | os.PathLike[str]) -> Path:
+        """The tokenizer.json that `path` names: the file itself, or the one in a model folder."""
+        file = Path(path).expanduser()
+        return file / "tokenizer.json" if file.is_dir() else file
+
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LocalTokenizer:
         """`path`: a tokenizer.json, or a model folder holding one."""
-        file = Path(path).expanduser()
-        if file.is_dir():
-            file = file / "tokenizer.json"
+        file = cls.file_of(path)
         if not file.is_file():
             raise FileNotFoundError(f"no tokenizer.json at {file}")
         try:
