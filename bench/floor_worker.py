@@ -9,7 +9,7 @@ result goes to a file). The job:
               {"name": ..., "kind": "score_texts", "pairs": [[context, continuation], ...]},
               {"name": ..., "kind": "generate", "prompts": ["text", ...], "max_tokens": 100}]}
 
-Engine settings mirror the local server (blackbox_audit.local_vllm._server_cmd): fp32,
+Engine settings mirror the local server (blackbox_audit.local_vllm.server_cmd): fp32,
 eager, max_model_len 1024, no prefix caching. Only the engine calls are timed (start-up
 and tokenization are not); with "repeat": k each job runs k times and the fastest counts
 (the floor is the best the engine can do on this shared machine). Output: per job seconds, tokens, and the logprobs / texts."""

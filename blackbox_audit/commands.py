@@ -76,7 +76,7 @@ def run_cache(args: argparse.Namespace) -> int:
 
 
 def run_local_vllm(args: argparse.Namespace) -> int:
-    from blackbox_audit.local_vllm import main as local_main
+    from blackbox_audit.local_vllm.__main__ import main as local_main
 
     return local_main([args.action, *args.models])
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from blackbox_audit import local_vllm
+from blackbox_audit.local_vllm import server as local_server
+from blackbox_audit.local_vllm import install as local_setup
 from blackbox_audit.local_vllm import Chunk, LocalModel
+from blackbox_audit.local_vllm.__main__ import main as local_main
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +23,7 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv(local_vllm.HOME_ENV, str(home))
     monkeypatch.delenv(local_vllm.VENV_ENV, raising=False)
-    monkeypatch.setattr(local_vllm, "health_ok", lambda base_url, timeout_s=2.0: False)
+    monkeypatch.setattr(local_server, "health_ok", lambda base_url, timeout_s=2.0: False)
     return home
 
 
@@ -94,7 +97,7 @@ def test_home_and_venv_overrides(tmp_home: Path, monkeypatch: pytest.MonkeyPatch
 def test_unknown_key_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown model"):
         local_vllm.setup(["nope"], log=lambda _: None)
-    assert local_vllm.main(["start", "nope"]) == 1
+    assert local_main(["start", "nope"]) == 1
 
 
 def test_assemble_concatenates_chunks_in_order(tmp_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,8 +131,8 @@ def _fake_converter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_code: 
         "(out / 'config.json').write_text('{}')\n"
         f"sys.exit({exit_code})\n"
     )
-    monkeypatch.setattr(local_vllm, "CONVERT_SCRIPT", script)
-    monkeypatch.setattr(local_vllm, "venv_python", lambda: Path(sys.executable))
+    monkeypatch.setattr(local_setup, "CONVERT_SCRIPT", script)
+    monkeypatch.setattr(local_setup, "venv_python", lambda: Path(sys.executable))
 
 
 def test_convert_publishes_the_folder_only_when_complete(
@@ -138,7 +141,7 @@ def test_convert_publishes_the_folder_only_when_complete(
     model = _fake_model(monkeypatch, tmp_home, [b"weights"])
     _fake_converter(tmp_path, monkeypatch, exit_code=0)
     assert not local_vllm.is_set_up("fake")
-    local_vllm._convert(model)
+    local_setup._convert(model)
     assert local_vllm.is_set_up("fake")
     assert (local_vllm.model_dir("fake") / "config.json").is_file()
     assert sorted(path.name for path in (tmp_home / "models").iterdir()) == ["fake"]
@@ -150,7 +153,7 @@ def test_failed_convert_leaves_nothing_that_looks_done(
     model = _fake_model(monkeypatch, tmp_home, [b"weights"])
     _fake_converter(tmp_path, monkeypatch, exit_code=3)
     with pytest.raises(RuntimeError, match="converting fake failed"):
-        local_vllm._convert(model)
+        local_setup._convert(model)
     assert not local_vllm.is_set_up("fake")
     assert list((tmp_home / "models").iterdir()) == []
 
@@ -158,9 +161,9 @@ def test_failed_convert_leaves_nothing_that_looks_done(
 def test_marker_must_match_the_expected_gguf(tmp_home: Path) -> None:
     folder = local_vllm.model_dir("smollm2")
     folder.mkdir(parents=True)
-    (folder / local_vllm.CONVERTED_MARKER).write_text("0" * 64 + "\n")
+    (folder / local_setup.CONVERTED_MARKER).write_text("0" * 64 + "\n")
     assert not local_vllm.is_set_up("smollm2")
-    (folder / local_vllm.CONVERTED_MARKER).write_text(local_vllm.MODELS["smollm2"].sha256 + "\n")
+    (folder / local_setup.CONVERTED_MARKER).write_text(local_vllm.MODELS["smollm2"].sha256 + "\n")
     assert local_vllm.is_set_up("smollm2")
 
 
@@ -223,7 +226,7 @@ def test_status_on_an_empty_home() -> None:
     rows = {row.key: row for row in local_vllm.status()}
     assert set(rows) == set(local_vllm.MODELS)
     assert all(row.pid is None and not row.healthy and not row.set_up for row in rows.values())
-    assert local_vllm.main(["status"]) == 0
+    assert local_main(["status"]) == 0
 
 
 def test_server_command_has_the_settings_that_matter() -> None:

@@ -3,10 +3,7 @@ so, when a server is down, unless BLACKBOX_AUDIT_REQUIRE_LIVE=1 (as in CI), wher
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +11,6 @@ from blackbox_audit import local_vllm
 from providers.http import health_ok
 
 LIVE_KEYS = ("smollm2", "gemma3")
-TRANSFORMERS_SCRIPT = Path(__file__).with_name("transformers_logprobs.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -36,17 +32,3 @@ def require_server(key: str) -> local_vllm.LocalModel:
 @pytest.fixture(params=LIVE_KEYS)
 def live_model(request) -> local_vllm.LocalModel:
     return require_server(request.param)
-
-
-def transformers_logprobs(key: str, sequences: list[list[int]]) -> list[list[float | None]]:
-    """Ground truth: a plain fp32 transformers forward pass over the same weights."""
-    payload = json.dumps({"model_dir": str(local_vllm.model_dir(key)), "sequences": sequences})
-    done = subprocess.run(
-        [str(local_vllm.venv_python()), str(TRANSFORMERS_SCRIPT)],
-        input=payload,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-    )
-    return json.loads(done.stdout)["logprobs"]

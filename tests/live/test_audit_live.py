@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import pytest
 
 from blackbox_audit import local_vllm
 from blackbox_audit.audit import audit_sync
 from blackbox_audit.config import AuditConfig, EndpointConfig
+from blackbox_audit.generation import framed_prompt
+from blackbox_audit.local_vllm.truth import forward
+from providers.agreement import compare_logprobs
+from providers.registry import connect
 from tests.live.conftest import require_server
-
-SELF_CONSISTENCY_NATS_PER_TOKEN = 1e-3
 
 
 def endpoint(model: local_vllm.LocalModel) -> EndpointConfig:
@@ -20,7 +23,8 @@ def endpoint(model: local_vllm.LocalModel) -> EndpointConfig:
 
 @pytest.mark.parametrize("framing", ["raw", "chat"])
 def test_self_consistency(live_model, framing, tmp_path):
-    """Target = reference: every gap is 0 unless the record itself says why not."""
+    """Target = reference: where both sides scored the same tokens, the target's generation
+    logprobs and the reference's scores agree within fp32 noise (`providers.agreement`)."""
     config = AuditConfig(
         target=endpoint(live_model),
         reference=endpoint(live_model),
@@ -33,19 +37,34 @@ def test_self_consistency(live_model, framing, tmp_path):
     result = audit_sync(config, progress=False)
     assert len(result.results) == 12
     assert all(r.same_tokens is not None for r in result.results if r.gaps is not None), "one tokenizer: ids compared"
+    comparable = [r for r in result.results if r.gaps is not None and r.alignment == "exact" and r.same_tokens]
+    assert len(comparable) >= 6, "most records must be comparable token by token"
+    truth = forward(live_model.key, anyio.run(_sequences, live_model, comparable, config))
     unexplained = []
+    for record, scale in zip(comparable, truth.max_abs_logit, strict=True):
+        agreement = compare_logprobs(
+            [t.logprob for t in record.target_tokens], [t.logprob for t in record.reference_tokens], logit_scale=scale
+        )
+        if not agreement.ok:
+            unexplained.append((record.prefill, record.completion, str(agreement)))
+    assert unexplained == []
     for record in result.results:
         assert record.alignment in ("exact", "widened", "empty"), record.alignment_detail
-        if record.gaps is None:
-            continue
-        if abs(record.gaps.logppl_diff) > SELF_CONSISTENCY_NATS_PER_TOKEN and record.alignment == "exact" and record.same_tokens:
-            unexplained.append((record.prefill, record.completion, record.gaps.logppl_diff))
-    assert unexplained == []
-    counts = result.manifest["counts"]
-    explained = sum(
-        1 for r in result.results if r.gaps is not None and abs(r.gaps.logppl_diff) > SELF_CONSISTENCY_NATS_PER_TOKEN
-    )
-    assert explained <= counts["same_tokens_false"] + counts["alignment"].get("widened", 0)
+
+
+async def _sequences(model: local_vllm.LocalModel, records, config: AuditConfig) -> list[list[int]]:
+    """Each record's context ids (its framing, the reference's template) and completion ids."""
+    provider = await connect(model.base_url, model.served_name)
+    try:
+        return [
+            await provider.tokenize(
+                framed_prompt(r.prefill, r.framing, system_prompt=config.system_prompt, user_prompt=config.user_prompt)
+            )
+            + [t.token_id for t in r.target_tokens]
+            for r in records
+        ]
+    finally:
+        await provider.aclose()
 
 
 @pytest.mark.parametrize(("target_key", "reference_key"), [("gemma3", "smollm2"), ("smollm2", "gemma3")])

@@ -3,7 +3,7 @@
 Run by the vLLM venv's python (it needs torch, transformers, gguf), never imported by the
 package: vLLM 0.32.0 on CPU cannot load GGUF itself, transformers can.
 
-    python local_vllm_convert.py --gguf model.gguf --out DIR --family smollm2|gemma3|qwen2
+    python convert.py --gguf model.gguf --out DIR --family smollm2|gemma3|qwen2
 """
 
 from __future__ import annotations
