@@ -42,7 +42,7 @@ from blackbox_audit.audit import STREAM_CHUNK
 from blackbox_audit.gap import measure
 from blackbox_audit.pool import map_bounded
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
-from blackbox_audit.records import Prefill, TargetCompletion, TokenScore
+from blackbox_audit.records import Prefill, TargetCompletion, TokenLogprob
 from blackbox_audit.scoring import score_completions
 from blackbox_audit.spool import RecordSpool
 from providers.records import ScoreRequest
@@ -73,7 +73,7 @@ def peak_rss_mib() -> float:
 
 def synthetic_completion(i: int, context: str, continuation: str) -> TargetCompletion:
     pieces = _PIECE.findall(continuation)
-    tokens = tuple(TokenScore(text=p, logprob=-0.5 - (j % 7) * 0.25) for j, p in enumerate(pieces))
+    tokens = tuple(TokenLogprob(text=p, logprob=-0.5 - (j % 7) * 0.25) for j, p in enumerate(pieces))
     prefill = Prefill(prefill_id=f"p{i:07d}", doc_id=f"bench:{i}", source="bench", text=context, n_tokens=3)
     return TargetCompletion(prefill=prefill, framing="raw", completion=continuation, tokens=tokens, finish_reason="length")
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+
 def _add_endpoint(parser: argparse.ArgumentParser, prefix: str = "", role: str = "") -> None:
     dash = f"{prefix}-" if prefix else ""
     what = f"the {role} " if role else "the "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 
+
 class UsageError(ValueError):
     """Bad flags or config, found before any request."""
 

@@ -18,7 +18,13 @@ import zlib
 from collections.abc import Sequence
 from typing import Literal, get_args
 
-from blackbox_audit.records import CompletionResult, Gaps, SideStats, TargetCompletion, TokenScore
+from blackbox_audit.records import (
+    CompletionResult,
+    Gaps,
+    SideStats,
+    TargetCompletion,
+    TokenLogprob,
+)
 from providers.records import ScoredContinuation
 
 ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff"]
@@ -91,8 +97,8 @@ def degeneracy(text: str) -> float:
 
 def char_gaps(
     completion: str,
-    target_tokens: Sequence[TokenScore],
-    reference_tokens: Sequence[TokenScore],
+    target_tokens: Sequence[TokenLogprob],
+    reference_tokens: Sequence[TokenLogprob],
     *,
     reference_extra_chars: int = 0,
 ) -> list[float] | None:
@@ -111,7 +117,7 @@ def char_gaps(
     return [ref - tgt for ref, tgt in zip(reference_per_char, target_per_char, strict=True)]
 
 
-def _nll_per_char(tokens: Sequence[TokenScore]) -> tuple[str, list[float]]:
+def _nll_per_char(tokens: Sequence[TokenLogprob]) -> tuple[str, list[float]]:
     """Tokens with no text (an end-of-sequence token) cover no character and are left out."""
     text = "".join(token.text for token in tokens)
     per_char: list[float] = []
@@ -152,7 +158,7 @@ def measure(
             **base, alignment="unaligned", alignment_detail=failure, target=None, reference=None, gaps=None,
             reference_tokens=(),
         )
-    reference_tokens = tuple(TokenScore(text=t.text, logprob=t.logprob, token_id=t.token_id) for t in scored.tokens)
+    reference_tokens = scored.tokens
     target = side_stats([t.logprob for t in target_tokens], len(completion.completion.encode()))
     reference = side_stats([t.logprob for t in reference_tokens], len(scored.covered_text.encode()))
     target_ids = [t.token_id for t in target_tokens]

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from blackbox_audit.pool import chunked, map_bounded
-from blackbox_audit.records import Framing, Prefill, TargetCompletion, TokenScore
+from blackbox_audit.records import Framing, Prefill, TargetCompletion
 from providers.openai_compatible import OpenAICompatibleProvider
-from providers.records import ChatMessage, Completion, GenerateRequest, Prompt
+from providers.records import ChatMessage, GenerateRequest, Prompt
 
 
 def framed_prompt(prefill: str, framing: Framing, *, system_prompt: str, user_prompt: str) -> Prompt:
@@ -20,12 +20,6 @@ def framed_prompt(prefill: str, framing: Framing, *, system_prompt: str, user_pr
     if system_prompt:
         messages.insert(0, ChatMessage(role="system", content=system_prompt))
     return tuple(messages)
-
-
-def target_tokens(completion: Completion) -> tuple[TokenScore, ...]:
-    """The tokens that spell the completion. The provider has already set the stop token
-    apart (the reference cannot score it), so both sides cover the same bytes."""
-    return tuple(TokenScore(text=t.text, logprob=t.logprob, token_id=t.token_id) for t in completion.tokens)
 
 
 async def generate_completions(
@@ -56,7 +50,7 @@ async def generate_completions(
                     prefill=prefill,
                     framing=framing,
                     completion=completion.text,
-                    tokens=target_tokens(completion),
+                    tokens=completion.tokens,
                     finish_reason=completion.finish_reason,
                 )
             )

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+from providers.records import Record, TokenLogprob
 
 
 class Document(Record):
@@ -36,21 +34,13 @@ class Prefill(Record):
 Framing = Literal["raw", "chat"]
 
 
-class TokenScore(Record):
-    """One token's text (as the endpoint decoded it; display only) and its logprob."""
-
-    text: str
-    logprob: float
-    token_id: int | None = None
-
-
 class TargetCompletion(Record):
     """What the target generated after a prefill, with the logprob of each of its own tokens."""
 
     prefill: Prefill
     framing: Framing
     completion: str
-    tokens: tuple[TokenScore, ...]
+    tokens: tuple[TokenLogprob, ...]
     finish_reason: str | None
 
 
@@ -97,8 +87,8 @@ class CompletionResult(Record):
     reference: SideStats | None
     gaps: Gaps | None
     degeneracy: float
-    target_tokens: tuple[TokenScore, ...]
-    reference_tokens: tuple[TokenScore, ...]
+    target_tokens: tuple[TokenLogprob, ...]
+    reference_tokens: tuple[TokenLogprob, ...]
     same_tokens: bool | None = None
     """Whether the reference scored exactly the token ids the target generated (None: ids
     unknown). False under one tokenizer means the target's tokens were not the canonical

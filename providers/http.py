@@ -19,7 +19,12 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import httpx
 import orjson
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from providers import errors
 from providers.cache_key import cache_key

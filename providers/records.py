@@ -30,11 +30,13 @@ def ends_with_prefill(prompt: Prompt) -> bool:
 
 
 class TokenLogprob(Record):
-    """One token and its logprob; `text` is the exact decoded text it contributes."""
+    """One token and its logprob, on either side of an audit. `text` is the text it
+    contributes as the endpoint decoded it (display and alignment checks); `token_id` is
+    None where the endpoint does not say."""
 
-    token_id: int | None = None
     text: str
     logprob: float
+    token_id: int | None = None
 
 
 class Usage(Record):

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from providers.agreement import FP32_UNIT_ROUNDOFF, MAX_ULPS_OF_SCALE, MEAN_ULPS_OF_SCALE, compare_logprobs
+from providers.agreement import (
+    FP32_UNIT_ROUNDOFF,
+    MAX_ULPS_OF_SCALE,
+    MEAN_ULPS_OF_SCALE,
+    compare_logprobs,
+)
 
 
 def test_bounds_are_ulps_of_the_logit_scale():

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blackbox_audit.gap import SCORE_NAMES, char_gaps, degeneracy, gaps, side_stats
-from blackbox_audit.records import Gaps, TokenScore
+from blackbox_audit.records import Gaps
+from providers.records import TokenLogprob
 
 no_deadline = settings(deadline=None)  # a loaded shared machine makes timings meaningless here
 
@@ -167,7 +168,7 @@ def test_degeneracy_is_a_deterministic_fraction(text):
 
 
 def tokens(*pairs):
-    return [TokenScore(text=text, logprob=logprob) for text, logprob in pairs]
+    return [TokenLogprob(text=text, logprob=logprob) for text, logprob in pairs]
 
 
 def test_char_gaps_spread_each_token_over_its_characters():

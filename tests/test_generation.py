@@ -7,10 +7,10 @@ import json
 import httpx
 import pytest
 
-from blackbox_audit.generation import framed_prompt, generate_completions, target_tokens
+from blackbox_audit.generation import framed_prompt, generate_completions
 from blackbox_audit.prefills import prefill_id
-from blackbox_audit.records import Prefill, TargetCompletion, TokenScore
-from providers.records import ChatMessage, Completion, TokenLogprob
+from blackbox_audit.records import Prefill, TargetCompletion
+from providers.records import ChatMessage, TokenLogprob
 from providers.registry import connect
 from providers.wire import Wire
 
@@ -66,7 +66,6 @@ def test_vllm_end_of_sequence_token_is_set_apart(eos_text):
     parsed = wire.completion(choice("Hi there", ["Hi", " there", eos_text], "stop"), 0, stop_token_included=True)
     assert texts(parsed.tokens) == ["Hi", " there"]
     assert parsed.stop_token is not None and parsed.stop_token.logprob == -3.0
-    assert texts(target_tokens(parsed)) == ["Hi", " there"]
 
 
 def test_a_stop_token_id_is_set_apart_too():
@@ -88,11 +87,6 @@ def test_byte_fallback_tokens_do_not_hide_the_stop_token():
 def test_every_token_is_kept_without_a_stop_token(finish_reason, stop_reason, included):
     parsed = wire.completion(choice("Hi there", ["Hi", " there"], finish_reason, stop_reason), 0, stop_token_included=included)
     assert texts(parsed.tokens) == ["Hi", " there"] and parsed.stop_token is None
-
-
-def test_target_tokens_keep_ids_and_logprobs():
-    completion = Completion(text="ab", tokens=(TokenLogprob(text="a", logprob=-1.0, token_id=5), TokenLogprob(text="b", logprob=-2.0, token_id=6)), finish_reason="length")
-    assert target_tokens(completion) == (TokenScore(text="a", logprob=-1.0, token_id=5), TokenScore(text="b", logprob=-2.0, token_id=6))
 
 
 # -- generate_completions against a fake vLLM --------------------------------------------
@@ -206,14 +200,14 @@ async def test_order_is_preserved_and_fields_filled():
         if len(p) % 2 == 0:
             assert r.finish_reason == "stop"
             assert r.tokens == (  # the EOS token is left out
-                TokenScore(text=" ok", logprob=-0.5, token_id=11),
-                TokenScore(text=f" <{p}>", logprob=-1.5, token_id=12),
+                TokenLogprob(text=" ok", logprob=-0.5, token_id=11),
+                TokenLogprob(text=f" <{p}>", logprob=-1.5, token_id=12),
             )
         else:
             assert r.finish_reason == "length"
             assert r.tokens == (
-                TokenScore(text=" ok", logprob=-0.25, token_id=11),
-                TokenScore(text=f" <{p}>", logprob=-2.0, token_id=13),
+                TokenLogprob(text=" ok", logprob=-0.25, token_id=11),
+                TokenLogprob(text=f" <{p}>", logprob=-2.0, token_id=13),
             )
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from blackbox_audit import local_vllm
-from blackbox_audit.local_vllm import server as local_server
-from blackbox_audit.local_vllm import install as local_setup
 from blackbox_audit.local_vllm import Chunk, LocalModel
+from blackbox_audit.local_vllm import install as local_setup
+from blackbox_audit.local_vllm import server as local_server
 from blackbox_audit.local_vllm.__main__ import main as local_main
 
 

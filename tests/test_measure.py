@@ -7,7 +7,7 @@ import math
 import pytest
 
 from blackbox_audit.gap import degeneracy, gaps, measure, side_stats
-from blackbox_audit.records import Prefill, TargetCompletion, TokenScore
+from blackbox_audit.records import Prefill, TargetCompletion
 from providers.records import ScoredContinuation, TokenLogprob
 
 LN2 = math.log(2)
@@ -20,7 +20,7 @@ def target_completion(text: str, tokens: list[tuple[str, float, int | None]], fi
         prefill=PREFILL,
         framing="raw",
         completion=text,
-        tokens=tuple(TokenScore(text=t, logprob=lp, token_id=i) for t, lp, i in tokens),
+        tokens=tuple(TokenLogprob(text=t, logprob=lp, token_id=i) for t, lp, i in tokens),
         finish_reason=finish_reason,
     )
 
@@ -82,8 +82,8 @@ def test_exact_on_hand_numbers():
     assert result.gaps.ppl_diff == pytest.approx(math.exp(3.0) - math.exp(1.5), rel=1e-14)  # 20.0855 - 4.4817
     assert result.gaps.bpb_diff == pytest.approx(3.0 / (8 * LN2), rel=1e-14)  # (6 - 3) / (8 ln 2)
     assert result.reference_tokens == (
-        TokenScore(text="Hi", logprob=-2.0, token_id=1),
-        TokenScore(text=" there", logprob=-4.0, token_id=2),
+        TokenLogprob(text="Hi", logprob=-2.0, token_id=1),
+        TokenLogprob(text=" there", logprob=-4.0, token_id=2),
     )
 
 

@@ -4,13 +4,14 @@ import pytest
 
 from blackbox_audit.gap import degeneracy, gaps, side_stats
 from blackbox_audit.ranking import rank
-from blackbox_audit.records import CompletionResult, TokenScore
+from blackbox_audit.records import CompletionResult
 from blackbox_audit.report import (
     render_html,
     render_markdown,
     render_summary_table,
     results_jsonl_line,
 )
+from providers.records import TokenLogprob
 
 SUMMARY = {"target": "org/finetuned-7b", "reference": "org/base-7b", "framing": "raw", "records": "4"}
 
@@ -34,8 +35,8 @@ def aligned(prefill_id, prefill, target_tokens, reference_tokens, *, framing="ra
         reference=reference,
         gaps=gaps(target, reference),
         degeneracy=degeneracy(completion),
-        target_tokens=tuple(TokenScore(text=t, logprob=lp) for t, lp in target_tokens),
-        reference_tokens=tuple(TokenScore(text=t, logprob=lp) for t, lp in reference_tokens),
+        target_tokens=tuple(TokenLogprob(text=t, logprob=lp) for t, lp in target_tokens),
+        reference_tokens=tuple(TokenLogprob(text=t, logprob=lp) for t, lp in reference_tokens),
     )
 
 
@@ -133,7 +134,7 @@ def test_html_shades_the_revealing_fragment_red(ranked):
 
 
 def test_html_notes_when_shading_is_impossible(records):
-    record = records[0].model_copy(update={"reference_tokens": (TokenScore(text="\ufffd", logprob=-1.0),)})
+    record = records[0].model_copy(update={"reference_tokens": (TokenLogprob(text="\ufffd", logprob=-1.0),)})
     page = render_html(rank([record]), title="t", summary={})
     assert "no shading: token texts do not spell the completion" in page
 
