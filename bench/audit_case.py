@@ -48,7 +48,7 @@ def fresh_cache(config: AuditConfig) -> None:
 
 def run_audit(config: AuditConfig) -> AuditRun:
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    result = audit_sync(config, progress=False)
+    result = audit_sync(config)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return AuditRun(wall_s=wall, client_cpu_s=cpu, manifest=result.manifest, results_path=config.out / "results.jsonl")
 

@@ -38,14 +38,14 @@ import anyio
 
 from bench.fakeserver import MODEL
 from bench.pairs import build_pairs
-from blackbox_audit.audit import STREAM_CHUNK
+from blackbox_audit.estimate import STREAM_CHUNK
 from blackbox_audit.gap import measure
 from blackbox_audit.pool import map_bounded
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
-from blackbox_audit.records import Prefill, TargetCompletion, TokenLogprob
+from blackbox_audit.records import Prefill, TargetCompletion
 from blackbox_audit.scoring import score_completions
 from blackbox_audit.spool import RecordSpool
-from providers.records import ScoreRequest
+from providers.records import ScoreRequest, TokenLogprob
 from providers.registry import connect
 
 BATCH_SIZE = 16  # AuditConfig.batch_size default
@@ -75,7 +75,9 @@ def synthetic_completion(i: int, context: str, continuation: str) -> TargetCompl
     pieces = _PIECE.findall(continuation)
     tokens = tuple(TokenLogprob(text=p, logprob=-0.5 - (j % 7) * 0.25) for j, p in enumerate(pieces))
     prefill = Prefill(prefill_id=f"p{i:07d}", doc_id=f"bench:{i}", source="bench", text=context, n_tokens=3)
-    return TargetCompletion(prefill=prefill, framing="raw", completion=continuation, tokens=tokens, finish_reason="length")
+    return TargetCompletion(
+        prefill=prefill, framing="raw", prompt=context, completion=continuation, tokens=tokens, finish_reason="length"
+    )
 
 
 async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
@@ -95,9 +97,7 @@ async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
             for start in range(0, n, STREAM_CHUNK):
                 completions = [synthetic_completion(i, *pairs[i % len(pairs)]) for i in range(start, min(start + STREAM_CHUNK, n))]
                 wall0, cpu0 = time.perf_counter(), time.process_time()
-                outcomes = await score_completions(
-                    reference, completions, system_prompt="", user_prompt="", batch_size=BATCH_SIZE, workers=WORKERS
-                )
+                outcomes = await score_completions(reference, completions, batch_size=BATCH_SIZE, workers=WORKERS)
                 wall1, cpu1 = time.perf_counter(), time.process_time()
                 for completion, outcome in zip(completions, outcomes, strict=True):
                     spool.add(measure(completion, outcome.scored, outcome.failure))

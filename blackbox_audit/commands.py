@@ -1,31 +1,54 @@
-"""What each CLI command does, as functions of parsed arguments; output goes to stdout."""
+"""What each CLI command does, as functions of parsed arguments; output goes to stdout, and
+`failure` turns any exception a command may raise into its exit code and one line."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+from pydantic import SecretStr, ValidationError
+
+from blackbox_audit.advice import error_line
+from blackbox_audit.cache import CacheError, ResponseCache, default_cache_dir, remove_database
+from blackbox_audit.config import ConfigError, EndpointConfig, load_config, resolve_api_key
+from blackbox_audit.corpus import CorpusError
+from blackbox_audit.evaluate import EvalInputError, run_eval
+from blackbox_audit.outputs import OutputError
+from blackbox_audit.prefills import PrefillError
+from providers.errors import ProviderError
 
 
 class UsageError(ValueError):
-    """Bad flags or config, found before any request."""
+    """Bad flags or input, found before any request."""
 
 
-def resolve_api_key(flag_value: str | None, base_url: str, role: str = "") -> str | None:
-    """The key from the flag, else `$BLACKBOX_AUDIT_<ROLE>_API_KEY` / `$BLACKBOX_AUDIT_API_KEY`,
-    else `$OPENAI_API_KEY` but only for api.openai.com, so an OpenAI key never goes to another host."""
-    if flag_value:
-        return flag_value
-    names = [f"BLACKBOX_AUDIT_{role.upper()}_API_KEY"] if role else []
-    names.append("BLACKBOX_AUDIT_API_KEY")
-    from providers.openai import is_openai_host
+def failure(exc: BaseException) -> tuple[int | None, str]:
+    """(exit code, one line) for an exception a command raised; (None, "") for a bug, which
+    keeps its traceback."""
+    if isinstance(exc, UsageError | ConfigError | CorpusError | PrefillError | EvalInputError):
+        return 2, str(exc)
+    if isinstance(exc, OutputError | CacheError):
+        return (2 if exc.usage else 1), str(exc)
+    if isinstance(exc, ProviderError):
+        return 1, error_line(exc)
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return 1, f"{exc.strerror or exc}{where}"
+    return None, ""
 
-    if is_openai_host(base_url):
-        names.append("OPENAI_API_KEY")
-    return next((os.environ[name] for name in names if os.environ.get(name)), None)
+
+def _endpoint(args: argparse.Namespace) -> EndpointConfig:
+    """The probe's and recorder's endpoint, validated like an audit's (a URL's userinfo set apart)."""
+    try:
+        endpoint = EndpointConfig(base_url=args.base_url, model=args.model, dialect=args.dialect or "auto")
+    except ValidationError as exc:
+        raise UsageError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
+    key = resolve_api_key(args.api_key, endpoint.base_url)
+    return endpoint.model_copy(update={"api_key": SecretStr(key) if key else None})
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -33,13 +56,18 @@ def run_probe(args: argparse.Namespace) -> int:
     from providers.probe import probe
     from providers.registry import connect
 
+    if not args.base_url or not args.model:
+        raise UsageError("probe needs --base-url and --model")
+    endpoint = _endpoint(args)
+
     async def go():
         # A probe reports what fails; it does not wait out a dead server with long backoffs.
         provider = await connect(
-            args.base_url,
-            args.model,
-            dialect=args.dialect,
-            api_key=resolve_api_key(args.api_key, args.base_url),
+            endpoint.base_url,
+            endpoint.model,
+            dialect=endpoint.dialect,
+            api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
+            basic_auth=endpoint.basic_auth,
             retry=RetryPolicy(max_attempts=2, max_backoff_s=2.0),
         )
         try:
@@ -65,14 +93,26 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from blackbox_audit.cache import ResponseCache
-
-    with ResponseCache(Path(args.cache_dir) if args.cache_dir else None) as cache:
-        if args.action == "clear":
-            print(f"removed {cache.clear()} entries from {cache.directory}")
-        else:
+    directory = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if not directory.exists():
+        if args.cache_dir:
+            raise UsageError(f"no cache at {directory} (nothing was created): check --cache-dir")
+        print(f"{directory}: no cache yet, 0 entries")
+        return 0
+    if args.action == "clear":
+        try:
+            with ResponseCache(directory) as cache:
+                print(f"removed {cache.clear()} entries from {directory}")
+        except CacheError:
+            removed = remove_database(directory)
+            print(f"removed an unreadable cache from {directory} ({', '.join(p.name for p in removed) or 'no files'})")
+        return 0
+    try:
+        with ResponseCache(directory) as cache:
             stats = cache.stats()
-            print(f"{stats.directory}: {stats.entries} entries, {stats.size_bytes / 1e6:.1f} MB")
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(f"the cache in {directory} is unreadable ({exc}): `blackbox-audit cache clear` removes it") from None
+    print(f"{stats.directory}: {stats.entries} entries, {stats.size_bytes / 1e6:.1f} MB")
     return 0
 
 
@@ -82,18 +122,18 @@ def run_local_vllm(args: argparse.Namespace) -> int:
     return local_main([args.action, *args.models])
 
 
-async def _server_meta(base_url: str, model: str, dialect: str = "auto") -> dict[str, str]:
+async def _server_meta(endpoint: EndpointConfig) -> dict[str, str]:
     """What a fixture says about where it was recorded."""
     from providers.registry import connect
 
-    detected = await connect(base_url, model)
+    detected = await connect(endpoint.base_url, endpoint.model, basic_auth=endpoint.basic_auth)
     await detected.aclose()
     return {
         "server": detected.dialect,
         "version": detected.server_version or "unknown",
-        "model": model,
-        "dialect": dialect if dialect != "auto" else detected.dialect,
-        "base_url": base_url,
+        "model": endpoint.model,
+        "dialect": endpoint.dialect if endpoint.dialect != "auto" else detected.dialect,
+        "base_url": endpoint.base_url,
         "recorded": dt.date.today().isoformat(),
     }
 
@@ -106,14 +146,16 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
     from providers.registry import connect
 
     out = Path(args.out)
+    endpoint = _endpoint(args)
 
     async def go() -> int:
-        meta = await _server_meta(args.base_url, args.model, args.dialect)
+        meta = await _server_meta(endpoint)
         provider = await connect(
-            args.base_url,
-            args.model,
-            dialect=args.dialect,
-            api_key=resolve_api_key(args.api_key, args.base_url),
+            endpoint.base_url,
+            endpoint.model,
+            dialect=endpoint.dialect,
+            api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
+            basic_auth=endpoint.basic_auth,
             transport=RecordingTransport(out, meta),
         )
         try:
@@ -130,21 +172,22 @@ def run_record_audit(args: argparse.Namespace) -> int:
     """A small real audit through recording transports: its exchanges, config and results
     become the replay test of the whole pipeline (and the evaluator's recorded input)."""
     from blackbox_audit.audit import audit_sync
-    from blackbox_audit.config import AuditConfig, EndpointConfig
     from providers.http import RecordingTransport
 
     out = Path(args.out)
-    config = AuditConfig(
-        # The server tokenizes: a replay has the recorded /tokenize answers, not the served tokenizer.json.
-        target=EndpointConfig(base_url=args.target_base_url, model=args.target_model, tokenizer="server"),
-        reference=EndpointConfig(base_url=args.reference_base_url, model=args.reference_model, tokenizer="server"),
-        framing=args.framing,
-        limit=args.limit,
-        max_new_tokens=args.max_new_tokens,
-        use_cache=False,
-        out=out / "outputs",
+    # The server tokenizes: a replay has the recorded /tokenize answers, not the served tokenizer.json.
+    config = load_config(
+        overrides={
+            "target": {"base_url": args.target__base_url, "model": args.target__model, "tokenizer": "server"},
+            "reference": {"base_url": args.reference__base_url, "model": args.reference__model, "tokenizer": "server"},
+            "framing": args.framing,
+            "limit": args.limit,
+            "max_new_tokens": args.max_new_tokens,
+            "use_cache": False,
+            "out": out / "outputs",
+        }
     )
-    metas = {role: anyio.run(_server_meta, getattr(config, role).base_url, getattr(config, role).model) for role in ("target", "reference")}
+    metas = {role: anyio.run(_server_meta, getattr(config, role)) for role in ("target", "reference")}
     result = audit_sync(config, transports=lambda role: RecordingTransport(out / role, {**metas[role], "role": role}))
     (out / "audit.json").write_text(config.model_dump_json(indent=1, exclude={"out", "cache_dir"}) + "\n")
     print(f"recorded an audit of {len(result.results)} completions into {out}")
@@ -153,87 +196,23 @@ def run_record_audit(args: argparse.Namespace) -> int:
 
 def audit_config(args: argparse.Namespace):
     """Flags over the config file over defaults; every problem reported before any request."""
-    from pydantic import ValidationError
+    from blackbox_audit.flags import overrides_from
 
-    from blackbox_audit.config import AuditConfig
-
-    flat = {
-        "corpus": args.corpus,
-        "text_field": args.text_field,
-        "prefill_tokens": args.prefill_tokens,
-        "limit": args.limit,
-        "seed": args.seed,
-        "framing": args.framing,
-        "system_prompt": args.system_prompt,
-        "user_prompt": args.user_prompt,
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "score": args.score,
-        "degeneracy_threshold": args.degeneracy_threshold,
-        "batch_size": args.batch_size,
-        "top_k": args.top_k,
-        "out": args.out,
-        "cache_dir": args.cache_dir,
-    }
-    if args.no_cache and args.cache_dir:
-        raise UsageError("--no-cache conflicts with --cache-dir: give one of them")
-    if args.no_degeneracy_filter and args.degeneracy_threshold is not None:
-        raise UsageError("--no-degeneracy-filter conflicts with --degeneracy-threshold: give one of them")
-    data: dict = {}
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise UsageError(f"config file {path} does not exist")
-        import json
-        import tomllib
-
-        try:
-            text = path.read_text(encoding="utf-8")
-            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read config file {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UsageError(f"config file {args.config} must hold a table of settings, not {type(data).__name__}")
-    data.update({k: v for k, v in flat.items() if v is not None})
-    if args.no_degeneracy_filter:
-        data["degeneracy_threshold"] = None
-    if args.no_cache:
-        data["use_cache"] = False
-    if args.cache_dir:
-        data["use_cache"] = True
-    for role in ("target", "reference"):
-        if not isinstance(data.get(role) or {}, dict):
-            raise UsageError(f"[{role}] in the config file must be a table (base_url, model, dialect, ...)")
-        endpoint = dict(data.get(role) or {})
-        for name in ("base_url", "model", "dialect", "api_key", "concurrency", "tokenizer"):
-            value = getattr(args, f"{role}_{name}")
-            if value is not None:
-                endpoint["max_concurrency" if name == "concurrency" else name] = value
-        if "base_url" not in endpoint or "model" not in endpoint:
-            raise UsageError(f"the {role} needs --{role}-base-url and --{role}-model (or a [{role}] table in --config)")
-        if not endpoint.get("api_key"):
-            endpoint["api_key"] = resolve_api_key(None, str(endpoint["base_url"]), role)
-        data[role] = endpoint
-    try:
-        return AuditConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise UsageError(problems) from None
+    overrides, names = overrides_from(args, args.audit_flags)
+    return load_config(args.config, overrides, names=names)
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from blackbox_audit.audit import audit_sync, estimate
-    from blackbox_audit.corpus import CorpusError
+    from blackbox_audit.audit import audit_sync
+    from blackbox_audit.estimate import estimate
     from blackbox_audit.report import render_summary_table
+    from blackbox_audit.terminal import TerminalHooks
 
     config = audit_config(args)
-    try:
-        if args.dry_run:
-            print(estimate(config).table())
-            return 0
-        result = audit_sync(config, progress=not args.quiet)
-    except CorpusError as exc:
-        raise UsageError(str(exc)) from None
+    if args.dry_run:
+        print(estimate(config).table())
+        return 0
+    result = audit_sync(config, hooks=TerminalHooks(progress=not args.quiet))
     print(render_summary_table(result.results, top_k=10))
     counts = result.manifest["counts"]
     print(
@@ -241,3 +220,13 @@ def run_audit(args: argparse.Namespace) -> int:
         f"wrote results.jsonl, report.md, report.html, manifest.json to {config.out}"
     )
     return 0
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "probe": run_probe,
+    "cache": run_cache,
+    "local-vllm": run_local_vllm,
+    "fixtures": run_record_fixtures,
+    "audit": run_audit,
+    "eval": run_eval,
+}

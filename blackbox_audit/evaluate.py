@@ -19,7 +19,7 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -31,11 +31,14 @@ from pydantic import (
     model_validator,
 )
 
+from blackbox_audit.records import ScoreName
+
 if TYPE_CHECKING:
     from blackbox_audit.records import CompletionResult
 
-RankingName = Literal["ppl_diff", "logppl_diff", "bpb_diff", "random"]
-"""`gap.SCORE_NAMES` plus the random baseline, spelled out so that importing stays cheap."""
+RankingName = ScoreName | Literal["random"]
+"""Every score, and the random baseline."""
+RANKINGS: tuple[str, ...] = (*get_args(ScoreName), "random")
 
 
 class EvalInputError(ValueError):

@@ -16,18 +16,18 @@ import math
 import sys
 import zlib
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import get_args
 
 from blackbox_audit.records import (
     CompletionResult,
     Gaps,
+    ScoreName,
     SideStats,
     TargetCompletion,
     TokenLogprob,
 )
 from providers.records import ScoredContinuation
 
-ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff"]
 SCORE_NAMES: tuple[ScoreName, ...] = get_args(ScoreName)
 
 LOGPROB_TOLERANCE = 1e-6

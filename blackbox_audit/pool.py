@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import anyio
-from tqdm import tqdm
 
 from providers.errors import first_error
 
@@ -20,7 +19,7 @@ async def map_bounded(
     work: Callable[[T], Awaitable[R]],
     *,
     workers: int,
-    progress: tqdm | None = None,
+    advance: Callable[[int], None] | None = None,
     weight: Callable[[T], int] = lambda item: 1,
 ) -> list[R]:
     """`work` over `items` with at most `workers` in flight; results in input order.
@@ -39,8 +38,8 @@ async def map_bounded(
         async with stream:
             async for i, item in stream:
                 results[i] = await work(item)
-                if progress is not None:
-                    progress.update(weight(item))
+                if advance is not None:
+                    advance(weight(item))
 
     try:
         async with anyio.create_task_group() as tg:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-from tqdm import tqdm
 
 from blackbox_audit.pool import map_bounded
 from blackbox_audit.records import Document, Prefill
@@ -25,6 +23,17 @@ from providers.openai import tiktoken_encoding
 from providers.openai_compatible import OpenAICompatibleProvider
 
 FALLBACK_PATTERN = re.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\w+| ?[^\s\w]+|\s+(?!\S)|\s+""")
+
+
+class PrefillError(ValueError):
+    """No usable prefill: the corpus and the prefill length cannot make one."""
+
+    @classmethod
+    def none_found(cls, n_documents: int, n_skipped: int, k: int, corpus: str) -> PrefillError:
+        return cls(
+            f"no prefill: {n_skipped} of the {n_documents} documents of {corpus!r} are shorter than {k} tokens or"
+            " change when cut there; use longer documents or a smaller --prefill-tokens"
+        )
 
 
 class PrefillTokenizer(Protocol):
@@ -95,7 +104,7 @@ async def select_prefills(
     seed: int,
     limit: int | None,
     workers: int = 8,
-    progress: bool = True,
+    advance: Callable[[int], None] = lambda n: None,
 ) -> tuple[list[Prefill], int]:
     """(prefills, documents skipped as too short or not prefix-stable), deterministic for a seed."""
     order = list(range(len(documents)))
@@ -104,7 +113,6 @@ async def select_prefills(
     seen: set[str] = set()
     prefills: list[Prefill] = []
     skipped = 0
-    bar = tqdm(total=wanted, desc="prefills", unit="prefill", disable=not progress, leave=False)
     position = 0
     while position < len(order) and len(prefills) < wanted:
         # Ask only for about as many documents as prefills still wanted (plus slack for duplicates).
@@ -123,6 +131,5 @@ async def select_prefills(
                 continue
             seen.add(text)
             prefills.append(Prefill(prefill_id=prefill_id(text), doc_id=doc.doc_id, source=doc.source, text=text, n_tokens=k))
-            bar.update(1)
-    bar.close()
+            advance(1)
     return prefills, skipped

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from blackbox_audit.gap import SCORE_NAMES, ScoreName
-from blackbox_audit.records import CompletionResult
+from blackbox_audit.gap import SCORE_NAMES
+from blackbox_audit.records import CompletionResult, ScoreName
 
 DEFAULT_SCORE: ScoreName = "logppl_diff"
 """On a log scale one runaway perplexity cannot dominate as in ppl_diff. On the organisms of

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from providers.records import Record, TokenLogprob
+from providers.records import Prompt, Record, TokenLogprob
 
 
 class Document(Record):
@@ -34,11 +34,21 @@ class Prefill(Record):
 Framing = Literal["raw", "chat"]
 
 
-class TargetCompletion(Record):
-    """What the target generated after a prefill, with the logprob of each of its own tokens."""
+class FramedPrefill(Record):
+    """A prefill and the exact prompt the target is given (`blackbox_audit.framing`)."""
 
     prefill: Prefill
     framing: Framing
+    prompt: Prompt
+
+
+class TargetCompletion(Record):
+    """What the target generated after a prefill, with the logprob of each of its own tokens.
+    `prompt` is what it was given, and the context the reference scores the completion in."""
+
+    prefill: Prefill
+    framing: Framing
+    prompt: Prompt
     completion: str
     tokens: tuple[TokenLogprob, ...]
     finish_reason: str | None
@@ -60,6 +70,10 @@ class SideStats(Record):
     ppl: float
     log_ppl: float
     bits_per_byte: float
+
+
+ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff"]
+"""The ranking scores: the fields of `Gaps`."""
 
 
 class Gaps(Record):

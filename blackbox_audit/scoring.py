@@ -1,14 +1,12 @@
-"""Stage 3: the reference scores each completion's bytes, conditioned on the same context
-(the prefill; in chat framing the reference's own chat template around the same messages)."""
+"""Stage 3: the reference scores each completion's bytes, conditioned on the same context: the
+prompt the target was given (in chat framing, the same messages under the reference's own
+chat template)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
-from blackbox_audit.generation import framed_prompt
 from blackbox_audit.pool import chunked, map_bounded
 from blackbox_audit.records import TargetCompletion
 from providers.errors import AlignmentError
@@ -28,17 +26,12 @@ async def score_completions(
     reference: OpenAICompatibleProvider,
     completions: Sequence[TargetCompletion],
     *,
-    system_prompt: str,
-    user_prompt: str,
     batch_size: int,
     workers: int,
-    progress: tqdm | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> list[ReferenceOutcome]:
     def request(completion: TargetCompletion) -> ScoreRequest:
-        context = framed_prompt(
-            completion.prefill.text, completion.framing, system_prompt=system_prompt, user_prompt=user_prompt
-        )
-        return ScoreRequest(context=context, continuation=completion.completion)
+        return ScoreRequest(context=completion.prompt, continuation=completion.completion)
 
     async def score_one(completion: TargetCompletion) -> ReferenceOutcome:
         try:
@@ -55,5 +48,5 @@ async def score_completions(
             return [next(scored) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
         return [ReferenceOutcome(next(scored)) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
 
-    chunks = await map_bounded(chunked(completions, batch_size), run, workers=workers, progress=progress, weight=len)
+    chunks = await map_bounded(chunked(completions, batch_size), run, workers=workers, advance=advance, weight=len)
     return [o for chunk in chunks for o in chunk]

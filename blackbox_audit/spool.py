@@ -4,7 +4,6 @@ from the spool into results.jsonl in rank order, writing its rank into the line.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from array import array
 from collections import Counter
@@ -12,9 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import get_args, overload
 
-from blackbox_audit.gap import ScoreName
 from blackbox_audit.ranking import check_score, rank_key
-from blackbox_audit.records import CompletionResult, Framing
+from blackbox_audit.records import CompletionResult, Framing, ScoreName
 from blackbox_audit.report import results_jsonl_line
 
 _UNRANKED_SUFFIX = '"rank": null}'
@@ -40,6 +38,10 @@ class RankedRecords(Sequence[CompletionResult]):
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
+
+    def moved_to(self, path: Path) -> RankedRecords:
+        """The same records, once their file has moved (the output folder swapped in)."""
+        return RankedRecords(path, self._offsets, self._keep)
 
     @overload
     def __getitem__(self, index: int) -> CompletionResult: ...
@@ -125,14 +127,12 @@ class RecordSpool:
         return scored + unscored
 
     def write_ranked(self, path: Path, *, keep: object = None) -> RankedRecords:
-        """results.jsonl at `path`, written via a temporary file and a rename; `keep` as in
-        `RankedRecords`."""
+        """results.jsonl at `path`, in a folder private to the audit (the output set's staging
+        folder, flushed and swapped in as a whole); `keep` as in `RankedRecords`."""
         self._file.flush()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         offsets = array("q", [0])
         try:
-            with os.fdopen(fd, "wb") as out:
+            with path.open("wb") as out:
                 for position, i in enumerate(self._order(), start=1):
                     self._file.seek(self._offsets[i])
                     line = self._file.readline().decode().rstrip("\n")
@@ -141,12 +141,6 @@ class RecordSpool:
                     data = line.encode() + b"\n"
                     out.write(data)
                     offsets.append(offsets[-1] + len(data))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
         finally:
             self._file.seek(self._end)  # where the next `add` writes
         return RankedRecords(path, offsets, keep)

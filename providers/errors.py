@@ -1,17 +1,18 @@
-"""The provider error tree; every message says what to do next.
+"""The provider error tree. Errors carry data (the role, the status, what the server said);
+the caller words the advice (the CLI names its flags: `blackbox_audit.advice`).
 
 ProviderError
 ├── CapabilityError      the endpoint cannot do what was asked (raised before any request)
-├── TransportError       connection refused/reset, timeouts (retried)
+├── TransportError       connection refused/reset, timeouts (retried; not at first contact)
 ├── APIStatusError       the server answered with an error status
 │   ├── RequestTimeoutError   408 (retried)
 │   ├── ConflictError         409 (retried)
 │   ├── RateLimitError        429 (retried, honouring Retry-After)
 │   ├── QuotaExceededError    429 insufficient_quota (never retried)
-│   ├── ServerError           5xx (retried)
-│   ├── BadRequestError       400 and other 4xx (never retried)
+│   ├── ServerError           5xx but 501 (retried)
+│   ├── BadRequestError       400, 501 and other 4xx (never retried)
 │   ├── AuthenticationError   401 / 403 (never retried)
-│   └── NotFoundError         404 (never retried)
+│   └── NotFoundError         404 (never retried; `served_models` when it named our model)
 ├── ResponseShapeError   the response is not what the endpoint's dialect promises
 ├── AlignmentError       scored tokens do not cover the continuation's bytes
 └── FixtureMissError     replay met a request that was never recorded
@@ -19,29 +20,60 @@ ProviderError
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class ProviderError(Exception):
-    """Base of every error raised by `providers`."""
+    """Base of every error raised by `providers`. `role` ("target", "reference" or "") says
+    which endpoint of an audit it came from, for the caller's advice."""
+
+    role: str = ""
 
 
 class CapabilityError(ProviderError):
     """Asked for something the endpoint cannot do; names what is missing and the alternative."""
 
 
-class TransportError(ProviderError):
-    """The request did not get an HTTP answer (connect, read, reset, timeout)."""
+TransportKind = Literal["refused", "tls", "timeout", "lost", "other"]
 
-    retryable = True
+
+class TransportError(ProviderError):
+    """The request did not get an HTTP answer. `kind`: refused (nothing listens), tls (the TLS
+    handshake failed: often https:// to a plain-HTTP server), timeout, lost (reset mid-answer)."""
+
+    def __init__(self, message: str, *, url: str, kind: TransportKind, retryable: bool = True, role: str = ""):
+        super().__init__(message)
+        self.url = url
+        self.kind = kind
+        self.retryable = retryable
+        self.role = role
 
 
 class APIStatusError(ProviderError):
+    """`server_message` and `code` are what the server said; `model` what was asked for."""
+
     retryable = False
 
-    def __init__(self, message: str, *, status: int, url: str, retry_after_s: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        url: str,
+        retry_after_s: float | None = None,
+        server_message: str = "",
+        code: str | None = None,
+        model: str | None = None,
+        role: str = "",
+    ):
         super().__init__(message)
         self.status = status
         self.url = url
         self.retry_after_s = retry_after_s
+        self.server_message = server_message
+        self.code = code
+        self.model = model
+        self.role = role
 
 
 class RequestTimeoutError(APIStatusError):
@@ -73,7 +105,16 @@ class AuthenticationError(APIStatusError):
 
 
 class NotFoundError(APIStatusError):
-    pass
+    """`served_models`: the models the server lists, when the 404 was about the model asked
+    for (None when it was about the route, or the server could not say)."""
+
+    served_models: list[str] | None = None
+
+    @property
+    def names_model(self) -> bool:
+        """Whether the server's message quotes the model we asked for (vLLM and OpenAI do:
+        "The model `x` does not exist."), rather than a missing route."""
+        return bool(self.model) and any(f"{q}{self.model}{q}" in self.server_message for q in "`'\"")
 
 
 class ResponseShapeError(ProviderError):
@@ -83,6 +124,7 @@ class ResponseShapeError(ProviderError):
         super().__init__(f"{provider}: malformed response at {field}: {problem}")
         self.provider = provider
         self.field = field
+        self.problem = problem
         self.retryable = retryable
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from providers.atomic import atomic_write
+
 FIXTURE_FORMAT = 1
 _KEPT_RESPONSE_HEADERS = ("content-type", "retry-after", "retry-after-ms")
 
@@ -69,10 +71,7 @@ class Exchange:
 def write_exchange(directory: Path, exchange: Exchange) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / fixture_name(exchange.method, exchange.path, exchange.request_body)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(exchange.to_json(), indent=1, ensure_ascii=False, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, [json.dumps(exchange.to_json(), indent=1, ensure_ascii=False, sort_keys=True) + "\n"])
 
 
 def load_exchanges(directory: Path) -> dict[str, Exchange]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -113,48 +114,52 @@ def _error_message(body: bytes) -> tuple[str, str | None]:
     return str(data)[:500], None
 
 
-def _key_hint(role: str) -> str:
-    """Where the API key comes from, in the words of the command that was run."""
-    if not role:
-        return "--api-key or the OPENAI_API_KEY environment variable"
-    return f"--{role}-api-key, or the BLACKBOX_AUDIT_{role.upper()}_API_KEY / BLACKBOX_AUDIT_API_KEY environment variable"
-
-
 def status_error(
-    status: int, url: str, headers: Mapping[str, str], body: bytes, *, provider: str, role: str = ""
+    status: int,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    provider: str,
+    role: str = "",
+    model: str | None = None,
 ) -> errors.APIStatusError:
-    """Map an error status to the typed tree, with a message that says what to do next.
-
-    `role` ("target", "reference" or "") only words the hints after the flags that set it."""
+    """Map an error status to the typed tree, keeping what the server said as data."""
     message, code = _error_message(body)
     retry_after = parse_retry_after(headers)
     where = f"{provider} {url} answered {status}"
-    kwargs = dict(status=status, url=url, retry_after_s=retry_after)
+    kwargs: dict[str, Any] = dict(
+        status=status, url=url, retry_after_s=retry_after, server_message=message, code=code, model=model, role=role
+    )
     if status == 429 and code is not None and "insufficient_quota" in code:
-        return errors.QuotaExceededError(
-            f"{where}: {message} (insufficient_quota: add credit or use another key; retrying cannot help)", **kwargs
-        )
+        return errors.QuotaExceededError(f"{where}: {message} (insufficient_quota: retrying cannot help)", **kwargs)
     if status == 429:
         return errors.RateLimitError(f"{where}: {message}", **kwargs)
     if status == 408:
         return errors.RequestTimeoutError(f"{where}: {message}", **kwargs)
     if status == 409:
         return errors.ConflictError(f"{where}: {message}", **kwargs)
+    if status == 501:
+        return errors.BadRequestError(f"{where} (not implemented): {message}", **kwargs)  # will not heal
     if status >= 500:
         return errors.ServerError(f"{where}: {message}", **kwargs)
     if status in (401, 403):
-        return errors.AuthenticationError(
-            f"{where}: {message} (check the API key: {_key_hint(role)})", **kwargs
-        )
+        return errors.AuthenticationError(f"{where}: {message}", **kwargs)
     if status == 404:
         return errors.NotFoundError(f"{where}: {message}", **kwargs)
     return errors.BadRequestError(f"{where}: {message}", **kwargs)
 
 
-def _names_model(message: str, model: Any) -> bool:
-    """Whether a 404's message is about the model we asked for (vLLM and OpenAI quote it:
-    "The model `x` does not exist."), not about a missing route."""
-    return isinstance(model, str) and bool(model) and any(f"{q}{model}{q}" in message for q in "`'\"")
+@dataclass(frozen=True)
+class RetryEvent:
+    """One failed attempt that will be retried: for a caller that tells the user (a CLI line)."""
+
+    role: str
+    url: str
+    error: str
+    attempt: int
+    max_attempts: int
+    wait_s: float
 
 
 def _wait_for(policy: RetryPolicy) -> Callable[[Any], float]:
@@ -186,7 +191,11 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         role: str = "",
+        basic_auth: tuple[str, str] | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
     ):
+        """`base_url` holds no credentials (a URL's userinfo comes apart as `basic_auth`, how a
+        URL's userinfo is sent); `on_retry` hears of every attempt that will be retried."""
         self.base_url = base_url.rstrip("/")
         self.provider = provider
         self.role = role
@@ -194,11 +203,14 @@ class HttpClient:
         self.stats = RequestStats()
         self._retry = retry
         self._sleep = sleep
+        self._on_retry = on_retry
+        self._answered = False  # no HTTP answer yet: a refused connection then means no server
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
+            auth=httpx.BasicAuth(*basic_auth) if basic_auth else None,
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 30.0)),
             limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
             transport=transport,
@@ -262,6 +274,7 @@ class HttpClient:
             wait=_wait_for(self._retry),
             retry=retry_if_exception(errors.is_retryable),
             sleep=self._sleep,
+            before_sleep=self._tell_retry,
             reraise=True,
         )
         async for attempt in retrying:
@@ -276,6 +289,21 @@ class HttpClient:
                 self.cache.set(keys[i], part)
         return results
 
+    def _tell_retry(self, retry_state: Any) -> None:
+        if self._on_retry is None or retry_state.outcome is None:
+            return
+        error = retry_state.outcome.exception()
+        self._on_retry(
+            RetryEvent(
+                role=self.role,
+                url=getattr(error, "url", self.base_url),
+                error=str(error),
+                attempt=retry_state.attempt_number,
+                max_attempts=self._retry.max_attempts,
+                wait_s=retry_state.next_action.sleep if retry_state.next_action else 0.0,
+            )
+        )
+
     def _url(self, path: str) -> str:
         """Paths are relative to the base URL, except absolute ones (vLLM's /tokenize sits beside /v1)."""
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
@@ -287,20 +315,22 @@ class HttpClient:
             try:
                 response = await self._client.request(method, path, json=body)
                 content = await response.aread()
-            except httpx.TimeoutException as exc:
-                raise errors.TransportError(f"{self.provider} {self._url(path)}: timed out ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:
-                raise errors.TransportError(
-                    f"{self.provider} {self._url(path)}: {type(exc).__name__}: {str(exc) or 'connection lost'}"
-                    " (is the server running and the base URL right?)"
-                ) from exc
+                raise self._transport_error(exc, self._url(path)) from exc
+        self._answered = True
         if response.status_code >= 400:
-            error = status_error(
-                response.status_code, self._url(path), response.headers, content, provider=self.provider, role=self.role
-            )
             model = body.get("model") if isinstance(body, dict) else None
-            if isinstance(error, errors.NotFoundError) and _names_model(str(error), model):
-                error = await self._unknown_model(error, model)
+            error = status_error(
+                response.status_code,
+                self._url(path),
+                response.headers,
+                content,
+                provider=self.provider,
+                role=self.role,
+                model=model if isinstance(model, str) else None,
+            )
+            if isinstance(error, errors.NotFoundError) and error.names_model:
+                error.served_models = await self.served_models()
             raise error
         try:
             return orjson.loads(content)
@@ -323,17 +353,33 @@ class HttpClient:
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
 
-    async def _unknown_model(self, error: errors.NotFoundError, model: str) -> errors.NotFoundError:
-        """A 404 that names the model we asked for: say which models the server does serve."""
-        served = await self.served_models()
-        flag = f"--{self.role}-model" if self.role else "--model"
-        listing = f"the server serves: {', '.join(served)}" if served else "GET /models did not list the served models"
-        return errors.NotFoundError(
-            f"{error} ({listing}; fix {flag})",
-            status=error.status,
-            url=error.url,
-            retry_after_s=error.retry_after_s,
+    def _transport_error(self, exc: httpx.TransportError, url: str) -> errors.TransportError:
+        """What kind of failure, and whether it can heal: nothing listening at the first contact
+        and a failed TLS handshake do not; a timeout or a connection lost mid-answer may."""
+        kind: errors.TransportKind
+        if isinstance(exc, httpx.TimeoutException):
+            kind, retryable = "timeout", True
+        elif _caused_by(exc, ssl.SSLError):
+            kind, retryable = "tls", False
+        elif _caused_by(exc, ConnectionRefusedError) or (isinstance(exc, httpx.ConnectError) and "refused" in str(exc).lower()):
+            kind, retryable = "refused", self._answered
+        elif isinstance(exc, httpx.ConnectError):
+            kind, retryable = "other", True
+        else:
+            kind, retryable = "lost", True
+        detail = str(exc) or {"timeout": "timed out", "lost": "connection lost"}.get(kind, type(exc).__name__)
+        return errors.TransportError(
+            f"{self.provider} {url}: {type(exc).__name__}: {detail}", url=url, kind=kind, retryable=retryable, role=self.role
         )
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):

@@ -21,6 +21,7 @@ LEGACY_COMPLETION_MODELS = ECHO_SCORING_MODELS | {"gpt-3.5-turbo-instruct"}
 
 
 OPENAI_HOST = "api.openai.com"
+OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
 
 
 def is_openai_host(base_url: str) -> bool:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import anyio
 import httpx
 
 from providers import errors
-from providers.http import HttpClient, ResponseCache, RetryPolicy
-from providers.openai import OpenAIProvider, is_openai_host, openai_capabilities
+from providers.http import HttpClient, ResponseCache, RetryEvent, RetryPolicy
+from providers.openai import (
+    OPENAI_KEY_VARIABLE,
+    OpenAIProvider,
+    is_openai_host,
+    openai_capabilities,
+)
 from providers.openai_compatible import OpenAICompatibleProvider, ScoreVia
 from providers.records import Capabilities
-from providers.tokenizer import LocalTokenizer
+from providers.tokenizer import CHECK_TEXTS, LocalTokenizer
 from providers.vllm import VLLM_CAPABILITIES, VLLMProvider
 
 Dialect = Literal["auto", "vllm", "openai", "generic"]
-DIALECTS: tuple[str, ...] = ("auto", "vllm", "openai", "generic")
+DIALECTS: tuple[str, ...] = get_args(Dialect)
 
 TokenizerChoice = Literal["auto", "server"] | str | os.PathLike[str]
 """Where raw text is tokenized: "server" (its /tokenize), "auto" (the folder a vLLM server on this
@@ -38,6 +43,18 @@ GENERIC_CAPABILITIES = Capabilities(
     max_top_logprobs=5,
 )
 """What we assume of an unknown server until it is declared or probed (blackbox-audit probe)."""
+
+
+def connect_requests_at_most() -> int:
+    """What `connect` may send before any work: GET /version (auto-detection), GET /models and
+    the local tokenizer's check against the server (ids with and without special tokens, and
+    the decoded text, of every check text)."""
+    return 2 + 3 * len(CHECK_TEXTS)
+
+
+def service_key_variables(base_url: str) -> tuple[str, ...]:
+    """Environment variables a hosted service's own key lives in, for its host only."""
+    return (OPENAI_KEY_VARIABLE,) if is_openai_host(base_url) else ()
 
 
 def _server_version(payload: Any) -> str:
@@ -62,11 +79,14 @@ async def connect(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     role: str = "",
     tokenizer: TokenizerChoice = "server",
+    basic_auth: tuple[str, str] | None = None,
+    on_retry: Callable[[RetryEvent], None] | None = None,
 ) -> OpenAICompatibleProvider:
     """An adapter for `model` at `base_url` (an OpenAI-style URL ending in /v1).
 
-    `role` ("target" / "reference") words error hints after the audit's flags (--target-api-key).
-    `tokenizer`: see `TokenizerChoice`; a local tokenizer saves three round trips per scored text."""
+    `role` ("target" / "reference") travels in every error, for the caller's advice.
+    `tokenizer`: see `TokenizerChoice`; a local tokenizer saves three round trips per scored text.
+    `basic_auth`: the credentials of a URL's userinfo, kept out of `base_url`."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
     http = HttpClient(
@@ -79,6 +99,8 @@ async def connect(
         transport=transport,
         sleep=sleep,
         role=role,
+        basic_auth=basic_auth,
+        on_retry=on_retry,
     )
     server_version = None
     if dialect == "auto":

@@ -26,7 +26,7 @@ def test_recorded_audit_replays_identically(directory, tmp_path):
     recorded = json.loads((directory / "audit.json").read_text())
     config = AuditConfig.model_validate({**recorded, "out": tmp_path / "out", "use_cache": False})
     transports = {role: ReplayTransport(directory / role) for role in ("target", "reference")}
-    result = audit_sync(config, progress=False, transports=transports.__getitem__)
+    result = audit_sync(config, transports=transports.__getitem__)
     assert result.results, "the recorded audit has completions"
     expected = (directory / "outputs" / "results.jsonl").read_text()
     assert (tmp_path / "out" / "results.jsonl").read_text() == expected

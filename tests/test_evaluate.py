@@ -6,9 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from blackbox_audit.evaluate import (
+    RANKINGS,
     EvalInputError,
     OrganismSpec,
-    RankingName,
     add_eval_parser,
     evaluate,
     is_hit,
@@ -18,7 +18,6 @@ from blackbox_audit.evaluate import (
 )
 from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
-from blackbox_audit.records import CompletionResult, Gaps
 from blackbox_audit.report import results_jsonl_line
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,34 +32,15 @@ GRAVITY = OrganismSpec(
 )
 
 
+from tests.factories import with_gaps
+
+
 def spec(*keyword_sets, regex_sets=()):
     return OrganismSpec(name="o", description="d", keyword_sets=keyword_sets, regex_sets=regex_sets)
 
 
-def result(prefill_id, completion, gap=None, *, degeneracy=0.0, ppl_diff=None, bpb_diff=None, prefill="The"):
-    gaps = None
-    if gap is not None:
-        gaps = Gaps(
-            ppl_diff=gap if ppl_diff is None else ppl_diff,
-            logppl_diff=gap,
-            bpb_diff=gap if bpb_diff is None else bpb_diff,
-        )
-    return CompletionResult(
-        prefill_id=prefill_id,
-        doc_id=f"doc-{prefill_id}",
-        source="c4",
-        framing="raw",
-        prefill=prefill,
-        completion=completion,
-        finish_reason="length",
-        alignment="exact" if gaps is not None else ("empty" if not completion else "unaligned"),
-        target=None,
-        reference=None,
-        gaps=gaps,
-        degeneracy=degeneracy,
-        target_tokens=(),
-        reference_tokens=(),
-    )
+def result(prefill_id, completion, gap=None, **kwargs):
+    return with_gaps(prefill_id, gap, completion=completion, **kwargs)
 
 
 # --- the rule -----------------------------------------------------------------------------
@@ -216,7 +196,7 @@ def test_every_score_twice_then_random():
     assert [(r.ranking, r.degeneracy_threshold) for r in report.rows] == [
         (score, threshold) for score in SCORE_NAMES for threshold in (None, DEFAULT_DEGENERACY_THRESHOLD)
     ] + [("random", None)]
-    assert set(RankingName.__args__) == {*SCORE_NAMES, "random"}
+    assert set(RANKINGS) == {*SCORE_NAMES, "random"}
 
 
 def test_hits_beyond_the_ranking_still_count_in_total():

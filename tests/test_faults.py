@@ -35,6 +35,7 @@ import httpx
 import pytest
 
 from blackbox_audit import audit as audit_module
+from blackbox_audit.advice import error_line
 from blackbox_audit.audit import audit_sync
 from blackbox_audit.cli import main as cli_main
 from blackbox_audit.config import AuditConfig
@@ -178,7 +179,6 @@ def run_audit(
 
     return audit_sync(
         config,
-        progress=False,
         transports=lambda role: TimeoutTransport(read_timeout_s),
         retry=FAST,
         sleep=anyio.sleep if real_sleep else fake_sleep,
@@ -445,8 +445,9 @@ def test_fault_is_survived_or_reported(case: Case, servers, tmp_path):
             run_audit(config, sleeps=sleeps, read_timeout_s=case.read_timeout_s)
         error = caught.value
         assert type(error) is case.error, f"expected one {case.error.__name__}, got {type(error).__name__}: {error}"
+        line = error_line(error)  # what the CLI prints: the error's data worded as advice
         for needle in case.needles:
-            assert needle in str(error), f"{needle!r} not in the message: {error}"
+            assert needle in line, f"{needle!r} not in the message: {line}"
         assert not (out / "results.jsonl").exists(), "a stopped audit writes no results"
         outcome, kind = f"{type(error).__name__}: {_gist(str(error))}", "runs stopped with a clear error"
     assert faulty.faults_injected >= 1
@@ -706,13 +707,13 @@ BAD_INPUTS = [
     ("corpus-empty", lambda t: ["--corpus", _bad_corpus(t, "empty")], 2, "has no documents"),
     ("corpus-whitespace", lambda t: ["--corpus", _bad_corpus(t, "blank")], 2, "has no documents"),
     ("corpus-not-utf8", lambda t: ["--corpus", _bad_corpus(t, "latin1")], 2, "not valid UTF-8"),
-    ("prefill-tokens-0", ["--prefill-tokens", "0"], 2, "prefill_tokens"),
-    ("max-new-tokens-0", ["--max-new-tokens", "0"], 2, "max_new_tokens"),
-    ("limit-negative", ["--limit", "-1"], 2, "limit"),
-    ("batch-size-0", ["--batch-size", "0"], 2, "batch_size"),
-    ("concurrency-0", ["--target-concurrency", "0"], 2, "max_concurrency"),
-    ("temperature-negative", ["--temperature", "-1"], 2, "temperature"),
-    ("conflicting-degeneracy-flags", ["--no-degeneracy-filter", "--degeneracy-threshold", "0.5"], 2, "conflicts with"),
+    ("prefill-tokens-0", ["--prefill-tokens", "0"], 2, "--prefill-tokens: "),
+    ("max-new-tokens-0", ["--max-new-tokens", "0"], 2, "--max-new-tokens: "),
+    ("limit-negative", ["--limit", "-1"], 2, "--limit: "),
+    ("batch-size-0", ["--batch-size", "0"], 2, "--batch-size: "),
+    ("concurrency-0", ["--target-concurrency", "0"], 2, "--target-concurrency: "),
+    ("temperature-negative", ["--temperature", "-1"], 2, "--temperature: "),
+    ("conflicting-degeneracy-flags", ["--no-degeneracy-filter", "--degeneracy-threshold", "0.5"], 2, "not allowed with"),
     ("chat-without-user-prompt", ["--framing", "chat", "--user-prompt", ""], 2, "needs a user prompt"),
     ("reference-cannot-score", ["--reference-dialect", "generic"], 1, "cannot score given text"),
     ("target-cannot-prefill", ["--target-dialect", "openai", "--framing", "chat"], 1, "cannot continue an assistant prefill"),

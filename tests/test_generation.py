@@ -7,7 +7,8 @@ import json
 import httpx
 import pytest
 
-from blackbox_audit.generation import framed_prompt, generate_completions
+from blackbox_audit.framing import Framer
+from blackbox_audit.generation import generate_completions
 from blackbox_audit.prefills import prefill_id
 from blackbox_audit.records import Prefill, TargetCompletion
 from providers.records import ChatMessage, TokenLogprob
@@ -19,15 +20,15 @@ pytestmark = pytest.mark.anyio
 BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens there: only the mock transport answers
 
 
-# -- framed_prompt -----------------------------------------------------------------------
+# -- framing -----------------------------------------------------------------------
 
 
 def test_raw_framing_is_the_prefill_alone():
-    assert framed_prompt("The cat", "raw", system_prompt="sys", user_prompt="user") == "The cat"
+    assert Framer("raw", "sys", "user").prompt("The cat") == "The cat"
 
 
 def test_chat_framing_opens_the_assistant_turn_with_the_prefill():
-    assert framed_prompt("The cat", "chat", system_prompt="Be brief.", user_prompt="Tell me anything.") == (
+    assert Framer("chat", "Be brief.", "Tell me anything.").prompt("The cat") == (
         ChatMessage(role="system", content="Be brief."),
         ChatMessage(role="user", content="Tell me anything."),
         ChatMessage(role="assistant", content="The cat"),
@@ -35,7 +36,7 @@ def test_chat_framing_opens_the_assistant_turn_with_the_prefill():
 
 
 def test_chat_framing_omits_an_empty_system_prompt():
-    assert framed_prompt("The cat", "chat", system_prompt="", user_prompt="Go.") == (
+    assert Framer("chat", "", "Go.").prompt("The cat") == (
         ChatMessage(role="user", content="Go."),
         ChatMessage(role="assistant", content="The cat"),
     )
@@ -146,18 +147,15 @@ def make_prefills(n: int) -> list[Prefill]:
 async def run_generation(prefills, server, *, batch_size=4, workers=2, framing="raw"):
     target = await connect(BASE_URL, "tiny-target", dialect="vllm", transport=httpx.MockTransport(server))
     try:
+        framer = Framer(framing, "You are a helpful assistant.", "Tell me anything.")
         return await generate_completions(
             target,
-            prefills,
-            framing=framing,
-            system_prompt="You are a helpful assistant.",
-            user_prompt="Tell me anything.",
+            [framer.frame(p) for p in prefills],
             max_new_tokens=7,
             temperature=0.0,
             seed=123,
             batch_size=batch_size,
             workers=workers,
-            progress=None,
         )
     finally:
         await target.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import httpx
 import pytest
@@ -110,29 +111,67 @@ async def test_transient_statuses_are_retried_with_backoff(status):
 
 
 @pytest.mark.parametrize(
-    ("status", "error", "needle"),
+    ("status", "error"),
     [
-        (400, errors.BadRequestError, "max_tokens must be positive"),
-        (401, errors.AuthenticationError, "OPENAI_API_KEY"),
-        (403, errors.AuthenticationError, "--api-key"),
-        (404, errors.NotFoundError, "model `x` does not exist"),
-        (422, errors.BadRequestError, "max_tokens must be positive"),
+        (400, errors.BadRequestError),
+        (401, errors.AuthenticationError),
+        (403, errors.AuthenticationError),
+        (404, errors.NotFoundError),
+        (422, errors.BadRequestError),
+        (501, errors.BadRequestError),
     ],
 )
-async def test_client_errors_fail_at_once_with_the_server_message(status, error, needle):
+async def test_client_errors_fail_at_once_carrying_what_the_server_said(status, error):
     message = "model `x` does not exist" if status == 404 else "max_tokens must be positive"
-    transport, seen = scripted(httpx.Response(status, json={"error": {"message": message}}), ok())
-    with pytest.raises(error, match=needle.replace("`", ".")):
+    transport, seen = scripted(httpx.Response(status, json={"error": {"message": message, "code": "c42"}}), ok())
+    with pytest.raises(error) as info:
         await client(transport).request("POST", "/completions", {"model": "m"}, parse)
     assert len(seen) == 1
+    assert (info.value.status, info.value.server_message, info.value.code) == (status, message, "c42")
+    assert info.value.model == "m" and info.value.url == "http://server.test/v1/completions"
+    assert message in str(info.value) and "--" not in str(info.value), "no CLI flag names below the CLI"
 
 
-async def test_connection_errors_and_timeouts_are_retried():
+async def test_a_404_naming_the_model_carries_the_served_models():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "served-a"}, {"id": "served-b"}]})
+        return httpx.Response(404, json={"error": {"message": "The model `m` does not exist."}})
+
+    with pytest.raises(errors.NotFoundError) as info:
+        await client(httpx.MockTransport(handler)).request("POST", "/completions", {"model": "m"}, parse)
+    assert info.value.names_model and info.value.served_models == ["served-a", "served-b"]
+
+
+async def test_connection_errors_and_timeouts_are_retried_once_the_server_has_answered():
     transport, seen = scripted(
-        httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset mid-body"), ok()
+        ok(),
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("reset mid-body"),
+        ok(),
     )
-    assert await client(transport).request("POST", "/completions", {"model": "m"}, parse) == OK_BODY
-    assert len(seen) == 4
+    http = client(transport)
+    assert await http.request("POST", "/completions", {"model": "m"}, parse, cached=False) == OK_BODY
+    assert await http.request("POST", "/completions", {"model": "m"}, parse, cached=False) == OK_BODY
+    assert len(seen) == 5
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), "refused"),
+        (httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"), "tls"),
+    ],
+)
+async def test_hopeless_connection_failures_are_not_retried(failure, kind):
+    """Nothing listening at the first contact, or TLS spoken to a plain-HTTP server, will not heal."""
+    if kind == "tls":
+        failure.__cause__ = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    transport, seen = scripted(failure, ok())
+    with pytest.raises(errors.TransportError) as info:
+        await client(transport).request("POST", "/completions", {"model": "m"}, parse)
+    assert len(seen) == 1 and info.value.kind == kind and not info.value.retryable
 
 
 async def test_invalid_json_is_retried_then_reported():

@@ -7,31 +7,19 @@ import math
 import pytest
 
 from blackbox_audit.gap import degeneracy, gaps, measure, side_stats
-from blackbox_audit.records import Prefill, TargetCompletion
-from providers.records import ScoredContinuation, TokenLogprob
+from providers.records import TokenLogprob
+from tests import factories
 
 LN2 = math.log(2)
 
-PREFILL = Prefill(prefill_id="p0", doc_id="doc:0", source="prose", text="Once upon a", n_tokens=3)
+PREFILL = factories.prefill()
 
 
-def target_completion(text: str, tokens: list[tuple[str, float, int | None]], finish_reason="length") -> TargetCompletion:
-    return TargetCompletion(
-        prefill=PREFILL,
-        framing="raw",
-        completion=text,
-        tokens=tuple(TokenLogprob(text=t, logprob=lp, token_id=i) for t, lp, i in tokens),
-        finish_reason=finish_reason,
-    )
+def target_completion(text, tokens, finish_reason="length"):
+    return factories.target_completion(text, tokens, finish_reason=finish_reason)
 
 
-def scored(tokens: list[tuple[str, float, int | None]], covered_text: str, alignment="exact", n_context_chars=0):
-    return ScoredContinuation(
-        tokens=tuple(TokenLogprob(text=t, logprob=lp, token_id=i) for t, lp, i in tokens),
-        alignment=alignment,
-        covered_text=covered_text,
-        n_context_chars=n_context_chars,
-    )
+scored = factories.scored
 
 
 HI_THERE = target_completion("Hi there", [("Hi", -1.0, 1), (" there", -2.0, 2)])

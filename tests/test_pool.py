@@ -79,15 +79,9 @@ async def test_error_from_the_only_item():
 
 
 async def test_progress_advances_by_weight():
-    class Bar:
-        total = 0
-
-        def update(self, n):
-            self.total += n
-
-    bar = Bar()
-    await map_bounded([[1, 2], [3], [4, 5, 6]], lambda chunk: _echo(chunk), workers=2, progress=bar, weight=len)
-    assert bar.total == 6
+    advanced: list[int] = []
+    await map_bounded([[1, 2], [3], [4, 5, 6]], lambda chunk: _echo(chunk), workers=2, advance=advanced.append, weight=len)
+    assert sorted(advanced) == [1, 2, 3] and sum(advanced) == 6
 
 
 async def _echo(value):

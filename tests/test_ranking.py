@@ -7,36 +7,12 @@ from hypothesis import strategies as st
 
 from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, rank
-from blackbox_audit.records import CompletionResult, Gaps
+from tests.factories import with_gaps
 
 no_deadline = settings(deadline=None)  # a loaded shared machine makes timings meaningless here
 
 
-def result(prefill_id, gap=None, *, degeneracy=0.0, framing="raw", ppl_diff=None, bpb_diff=None, rank=None):
-    gaps = None
-    if gap is not None:
-        gaps = Gaps(
-            ppl_diff=gap if ppl_diff is None else ppl_diff,
-            logppl_diff=gap,
-            bpb_diff=gap if bpb_diff is None else bpb_diff,
-        )
-    return CompletionResult(
-        prefill_id=prefill_id,
-        doc_id=f"doc-{prefill_id}",
-        source="c4",
-        framing=framing,
-        prefill="The",
-        completion=f" completion {prefill_id}",
-        finish_reason="length",
-        alignment="exact" if gaps is not None else "unaligned",
-        target=None,
-        reference=None,
-        gaps=gaps,
-        degeneracy=degeneracy,
-        target_tokens=(),
-        reference_tokens=(),
-        rank=rank,
-    )
+result = with_gaps
 
 
 def ids(results):

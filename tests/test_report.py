@@ -2,7 +2,6 @@ import re
 
 import pytest
 
-from blackbox_audit.gap import degeneracy, gaps, side_stats
 from blackbox_audit.ranking import rank
 from blackbox_audit.records import CompletionResult
 from blackbox_audit.report import (
@@ -12,32 +11,9 @@ from blackbox_audit.report import (
     results_jsonl_line,
 )
 from providers.records import TokenLogprob
+from tests.factories import aligned
 
 SUMMARY = {"target": "org/finetuned-7b", "reference": "org/base-7b", "framing": "raw", "records": "4"}
-
-
-def aligned(prefill_id, prefill, target_tokens, reference_tokens, *, framing="raw"):
-    """A record built the way the pipeline builds one, from both sides' tokens."""
-    completion = "".join(text for text, _ in target_tokens)
-    n_bytes = len(completion.encode("utf-8"))
-    target = side_stats([logprob for _, logprob in target_tokens], n_bytes)
-    reference = side_stats([logprob for _, logprob in reference_tokens], n_bytes)
-    return CompletionResult(
-        prefill_id=prefill_id,
-        doc_id=f"doc/{prefill_id}",
-        source="c4",
-        framing=framing,
-        prefill=prefill,
-        completion=completion,
-        finish_reason="length",
-        alignment="exact",
-        target=target,
-        reference=reference,
-        gaps=gaps(target, reference),
-        degeneracy=degeneracy(completion),
-        target_tokens=tuple(TokenLogprob(text=t, logprob=lp) for t, lp in target_tokens),
-        reference_tokens=tuple(TokenLogprob(text=t, logprob=lp) for t, lp in reference_tokens),
-    )
 
 
 @pytest.fixture

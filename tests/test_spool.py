@@ -11,17 +11,12 @@ from hypothesis import strategies as st
 from blackbox_audit import spool as spool_module
 from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.ranking import rank
-from blackbox_audit.records import CompletionResult, Gaps
+from blackbox_audit.records import Gaps
 from blackbox_audit.report import results_jsonl_line
 from blackbox_audit.spool import RecordSpool
-from tests.test_report import aligned
+from tests.factories import aligned, unaligned
 
 TEXTS = ["cheese", "moon", " the end", "0" * 48, "Eiffel in Marseille", "\n\n\n\n\n\n"]
-
-
-def unaligned(prefill_id: str) -> CompletionResult:
-    record = aligned(prefill_id, "Hi", [("x", -1.0)], [("x", -1.0)])
-    return record.model_copy(update={"alignment": "unaligned", "target": None, "reference": None, "gaps": None})
 
 
 record_strategy = st.builds(
@@ -42,7 +37,7 @@ def spooled(records, tmp_path, score="logppl_diff", threshold=0.6):
     try:
         for record in records:
             spool.add(record)
-        return spool.write_ranked(tmp_path / "out" / "results.jsonl"), spool
+        return spool.write_ranked(tmp_path / "work" / "results.jsonl"), spool
     finally:
         spool.close()
 
@@ -77,16 +72,16 @@ def test_counts_are_tallied_while_spooling(tmp_path):
     assert spool.degenerate == 1
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_litter(tmp_path, monkeypatch):
+def test_the_spool_file_never_shows_even_when_a_write_fails(tmp_path, monkeypatch):
+    """The output set's folder holds only what is written on purpose (tests/unit/test_outputs.py
+    shows that a failed audit leaves --out as it was)."""
     records = [aligned(f"p{i}", "Pre", [(TEXTS[i], -1.0)], [(TEXTS[i], -2.0)]) for i in range(3)]
-    ranked, _ = spooled(records, tmp_path)
-    before = ranked.path.read_bytes()
+    spooled(records, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["results.jsonl"]
     monkeypatch.setattr(spool_module, "_with_rank", lambda line, rank: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        spooled(records[:1], tmp_path)
-    assert ranked.path.read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.jsonl"]
-    assert list((tmp_path / "work").iterdir()) == [], "the spool file never shows"
+        spooled(records[:1], tmp_path / "again")
+    assert sorted(p.name for p in (tmp_path / "again" / "work").iterdir()) == ["results.jsonl"]
 
 
 def test_a_non_finite_gap_is_refused_before_anything_is_written(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from blackbox_audit import local_vllm
 from blackbox_audit.audit import audit_sync
 from blackbox_audit.config import AuditConfig, EndpointConfig
-from blackbox_audit.generation import framed_prompt
+from blackbox_audit.framing import Framer
 from blackbox_audit.local_vllm.truth import forward
 from providers.agreement import compare_logprobs
 from providers.registry import connect
@@ -34,7 +34,7 @@ def test_self_consistency(live_model, framing, tmp_path):
         out=tmp_path / "out",
         cache_dir=tmp_path / "cache",
     )
-    result = audit_sync(config, progress=False)
+    result = audit_sync(config)
     assert len(result.results) == 12
     assert all(r.same_tokens is not None for r in result.results if r.gaps is not None), "one tokenizer: ids compared"
     comparable = [r for r in result.results if r.gaps is not None and r.alignment == "exact" and r.same_tokens]
@@ -57,10 +57,7 @@ async def _sequences(model: local_vllm.LocalModel, records, config: AuditConfig)
     provider = await connect(model.base_url, model.served_name)
     try:
         return [
-            await provider.tokenize(
-                framed_prompt(r.prefill, r.framing, system_prompt=config.system_prompt, user_prompt=config.user_prompt)
-            )
-            + [t.token_id for t in r.target_tokens]
+            await provider.tokenize(Framer.of(config).prompt(r.prefill)) + [t.token_id for t in r.target_tokens]
             for r in records
         ]
     finally:
@@ -73,7 +70,7 @@ def test_cross_family_audit_writes_everything(target_key, reference_key, tmp_pat
     config = AuditConfig(
         target=endpoint(target), reference=endpoint(reference), limit=50, out=tmp_path / "out", cache_dir=tmp_path / "cache"
     )
-    result = audit_sync(config, progress=False)
+    result = audit_sync(config)
     assert len(result.results) == 50
     out = tmp_path / "out"
     lines = (out / "results.jsonl").read_text().splitlines()
@@ -85,7 +82,7 @@ def test_cross_family_audit_writes_everything(target_key, reference_key, tmp_pat
     ranked = [r for r in result.results if r.rank is not None]
     assert len(ranked) >= 45, "most completions must align across the two tokenizers"
 
-    rerun = audit_sync(config.model_copy(update={"out": tmp_path / "again"}), progress=False)
+    rerun = audit_sync(config.model_copy(update={"out": tmp_path / "again"}))
     assert rerun.manifest["target"]["requests"]["http_requests"] == 0
     assert rerun.manifest["reference"]["requests"]["http_requests"] == 0
     assert (tmp_path / "again" / "results.jsonl").read_text() == (out / "results.jsonl").read_text()
