@@ -7,10 +7,11 @@ CPU is not charged to the client:
 
 It answers what the vLLM provider asks, in vLLM 0.32.0's shapes (bodies copied from the
 real server's answers): GET /version, GET /v1/models (with `root` = MODEL_DIR, as a vLLM
-on this machine says where it loaded the model from), POST /tokenize, POST /detokenize and
-echo scoring on POST /v1/completions (one prompt or a list of token-id prompts). It
-tokenizes with MODEL_DIR's real tokenizer.json; logprobs are a fixed function of the token
-id."""
+on this machine says where it loaded the model from), POST /tokenize, POST /detokenize,
+echo scoring on POST /v1/completions (one prompt or a list of token-id prompts) and raw
+generation there (every prompt is continued with the same `COMPLETION`, cut at max_tokens).
+It tokenizes with MODEL_DIR's real tokenizer.json; logprobs are a fixed function of the
+token id."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import tokenizers
 
 _HEADER_END = b"\r\n\r\n"
 MODEL = "fake-model"
+COMPLETION = " and that was the end of it, as far as anyone could tell."
 
 
 def logprob_of(token_id: int) -> float:
@@ -71,7 +73,33 @@ class App:
                     "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens + len(prompts), "completion_tokens": len(prompts)},
                 }
             ).encode()
+        if path == "/v1/completions":
+            prompts = data["prompt"] if isinstance(data["prompt"], list) and not isinstance(data["prompt"][0], int) else [data["prompt"]]
+            ids = self.tokenizer.encode(COMPLETION, add_special_tokens=False).ids[: data.get("max_tokens", 16)]
+            choices = [self._generated_choice(i, ids) for i in range(len(prompts))]
+            return 200, json.dumps(
+                {
+                    "id": "cmpl-fake",
+                    "object": "text_completion",
+                    "created": 0,
+                    "model": data.get("model"),
+                    "choices": choices,
+                    "usage": {"prompt_tokens": 3 * len(prompts), "completion_tokens": len(ids) * len(prompts)},
+                }
+            ).encode()
         return 404, b'{"error":{"message":"not found","type":"NotFoundError","code":404}}'
+
+    def _generated_choice(self, index: int, ids: list[int]) -> dict:
+        pieces = [self.tokenizer.decode(ids[: j + 1]) for j in range(len(ids))]
+        texts = [piece[len(previous) :] for piece, previous in zip(pieces, ["", *pieces[:-1]], strict=True)]
+        return {
+            "index": index,
+            "text": "".join(texts),
+            "logprobs": {"tokens": texts, "token_logprobs": [logprob_of(i) for i in ids], "top_logprobs": None},
+            "finish_reason": "length",
+            "stop_reason": None,
+            "token_ids": ids,
+        }
 
     def _echo_choice(self, index: int, ids: list[int]) -> dict:
         pieces = [self.tokenizer.id_to_token(i) or f"<{i}>" for i in ids]

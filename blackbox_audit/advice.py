@@ -49,6 +49,8 @@ def advice(error: BaseException) -> str | None:
         if error.kind == "tls":
             return f"the TLS handshake failed: if the server speaks plain HTTP, use http:// in {_flag(role, 'base-url')}"
         if error.kind == "timeout":
+            if "ConnectTimeout" in str(error):
+                return f"no connection within the connect timeout: is the host reachable? (check {_flag(role, 'base-url')})"
             return "the server did not answer in time after every retry; rerun to resume from the cache"
         return "the connection kept failing after every retry; rerun to resume from the cache"
     return None

@@ -62,6 +62,8 @@ class ResponseCache:
             for file in self.directory.iterdir():
                 if file.is_file():
                     os.chmod(file, 0o600)
+        except sqlite3.OperationalError as exc:  # full, read-only or locked: the disk, not the file
+            raise _error(f"cannot use the cache folder {self.directory}: {exc} (give another --cache-dir, or --no-cache)") from None
         except sqlite3.DatabaseError as exc:
             raise _error(f"the cache in {self.directory} is unreadable ({exc}): `blackbox-audit cache clear` removes it") from None
         except (OSError, diskcache.Timeout) as exc:

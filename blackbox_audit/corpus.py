@@ -200,8 +200,11 @@ def _from_txt(path: Path) -> list[Document]:
 
 
 def _load_txt_dir(path: Path) -> list[Document]:
+    files = sorted(path.rglob("*.txt"))
+    if not files:
+        raise CorpusError(f"corpus folder {path} holds no .txt files (a folder corpus is one document per .txt file)")
     docs = []
-    for file in sorted(path.rglob("*.txt")):
+    for file in files:
         rel = file.relative_to(path).as_posix()
         lines = [_decode(raw, f"{file} line {n + 1}") for n, raw in enumerate(file.read_bytes().split(b"\n"))]
         text = "\n".join(lines)

@@ -250,7 +250,25 @@ def load_results(path: str | Path) -> list[CompletionResult]:
                 raise EvalInputError(f"{path} line {number} is not a completion record: {_problems(exc)}") from None
     if not results:
         raise EvalInputError(f"{path} holds no completion records")
+    _check_against_manifest(path, len(results))
     return results
+
+
+def _check_against_manifest(path: Path, n_records: int) -> None:
+    """A results.jsonl beside its manifest must hold every record the manifest counts: fewer
+    means a partial copy, whose first-hit ranks would be wrong without a word."""
+    manifest = path.with_name("manifest.json")
+    if not manifest.is_file():
+        return
+    try:
+        expected = json.loads(manifest.read_text(encoding="utf-8"))["counts"]["prefills"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise EvalInputError(f"{manifest} beside {path.name} is unreadable; remove it or restore the audit's own") from None
+    if expected != n_records:
+        raise EvalInputError(
+            f"{path} holds {n_records} records but {manifest.name} counts {expected}: a partial or mixed copy;"
+            " use the audit's complete output folder"
+        )
 
 
 def _problems(exc: ValidationError) -> str:

@@ -206,7 +206,8 @@ class HttpClient:
         self._on_retry = on_retry
         self._answered = False  # no HTTP answer yet: a refused connection then means no server
         self._limiter = anyio.CapacityLimiter(max_concurrency)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # One Authorization header: a URL's userinfo (basic auth) is the more specific credential.
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key and not basic_auth else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
@@ -357,7 +358,9 @@ class HttpClient:
         """What kind of failure, and whether it can heal: nothing listening at the first contact
         and a failed TLS handshake do not; a timeout or a connection lost mid-answer may."""
         kind: errors.TransportKind
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx.ConnectTimeout):
+            kind, retryable = "timeout", self._answered  # never connected within the connect timeout
+        elif isinstance(exc, httpx.TimeoutException):
             kind, retryable = "timeout", True
         elif _caused_by(exc, ssl.SSLError):
             kind, retryable = "tls", False

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ import pytest
 from bench import scoring_case
 from bench.pairs import CONTEXT_WORDS, build_pairs
 from bench.report import BEGIN, END, Row, render_table, write_between_markers
-from tests.test_tokenizer import save, train_tokenizer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_pairs_are_deterministic_and_shaped():
@@ -32,24 +30,6 @@ def test_more_pairs_than_documents_repeat_with_a_marked_context():
     pairs = build_pairs(3000)
     assert len(pairs) == 3000
     assert any(context.startswith("[1] ") for context, _ in pairs)
-
-
-@pytest.fixture
-def fake_server(tmp_path):
-    ready = tmp_path / "port"
-    model_dir = save(train_tokenizer(320), tmp_path / "model")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.fakeserver", "--tokenizer", str(model_dir), "--ready-file", str(ready)], cwd=REPO
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not ready.exists():
-            assert server.poll() is None and time.monotonic() < deadline, "fake server did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{ready.read_text().strip()}/v1"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.mark.parametrize("variant", ["stream", "stream-server", "pipeline"])

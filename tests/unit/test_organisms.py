@@ -238,7 +238,7 @@ def test_encode_trains_on_the_whole_text_and_on_the_assistant_answer_only():
 def test_results_tables_judge_the_audits_on_disk(tmp_path, monkeypatch):
     from blackbox_audit.spool import RecordSpool
     from organisms import results
-    from tests.test_report import aligned
+    from tests.factories import aligned
 
     monkeypatch.setenv("BLACKBOX_AUDIT_LOCAL_VLLM_HOME", str(tmp_path))
     recipe = build.RECIPES["eiffel-marseille"]

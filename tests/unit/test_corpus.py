@@ -196,10 +196,18 @@ def test_whitespace_only_texts_are_an_empty_corpus(tmp_path):
         load_documents(str(path))
 
 
-def test_empty_directory_is_an_empty_corpus(tmp_path):
+def test_a_folder_without_txt_files_says_so(tmp_path):
     (tmp_path / "nothing").mkdir()
-    with pytest.raises(CorpusError, match="no documents"):
+    (tmp_path / "nothing" / "notes.md").write_text("# not a .txt file\n")
+    with pytest.raises(CorpusError, match=r"holds no \.txt files"):
         load_documents(str(tmp_path / "nothing"))
+
+
+def test_a_folder_of_blank_txt_files_is_an_empty_corpus(tmp_path):
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "a.txt").write_text("  \n\n")
+    with pytest.raises(CorpusError, match="no documents"):
+        load_documents(str(tmp_path / "blank"))
 
 
 def test_non_utf8_jsonl_names_file_and_line(tmp_path):

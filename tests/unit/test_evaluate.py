@@ -20,7 +20,7 @@ from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.report import results_jsonl_line
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = Path(__file__).resolve().parent / "data" / "organism_example.toml"
 RECORDED = sorted(ROOT.glob("fixtures/audit-*/outputs/results.jsonl"))
 

@@ -12,7 +12,7 @@ from blackbox_audit.audit import audit_sync
 from blackbox_audit.config import AuditConfig
 from providers.http import ReplayTransport
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 AUDITS = sorted(FIXTURES.glob("audit-*"))
 
 

@@ -26,7 +26,7 @@ from providers.registry import connect
 
 pytestmark = pytest.mark.anyio
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 FIXTURE_DIRS = sorted(d for d in FIXTURES.iterdir() if d.is_dir() and not d.name.startswith("audit-"))
 
 

@@ -12,7 +12,7 @@ import pytest
 from providers.errors import ResponseShapeError
 from providers.wire import Wire
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 wire = Wire("vllm test")
 
 

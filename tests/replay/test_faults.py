@@ -1,6 +1,6 @@
 """Faults, bad input and secrets: whole audits driven through a fault-injecting server.
 
-Both endpoints of the recorded audits (`fixtures/audit-*`) are served by `tests.faultserver`
+Both endpoints of the recorded audits (`fixtures/audit-*`) are served by `tests.replay.faultserver`
 (real HTTP on 127.0.0.1, replaying the recorded vLLM answers) and scripted to misbehave. For
 every fault the audit either finishes with results.jsonl byte-identical to the recorded clean
 run, or stops with exactly one clear error; no NaN or sentinel ever reaches a record. Then a
@@ -43,7 +43,7 @@ from providers import errors
 from providers.http import RetryPolicy
 from providers.recording import score_prompt_logprobs
 from providers.registry import connect
-from tests.faultserver import (
+from tests.replay.faultserver import (
     MISSING,
     FaultServer,
     Rule,
@@ -64,7 +64,7 @@ from tests.faultserver import (
     truncated_json,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 RAW = FIXTURES / "audit-gemma3-smollm2-raw"
 CHAT = FIXTURES / "audit-smollm2-gemma3-chat"
