@@ -196,21 +196,6 @@ def assert_clean_records(out: Path) -> int:
     return len(records)
 
 
-@pytest.fixture
-def servers():
-    """servers(directory) -> (target, reference) fault servers replaying that recorded audit."""
-    started: list[FaultServer] = []
-
-    def start(directory: Path) -> tuple[FaultServer, FaultServer]:
-        pair = (FaultServer(directory / "target").start(), FaultServer(directory / "reference").start())
-        started.extend(pair)
-        return pair
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 # -- the fault table -----------------------------------------------------------------------
 
 

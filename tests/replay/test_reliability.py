@@ -28,7 +28,7 @@ from blackbox_audit import outputs as outputs_module
 from blackbox_audit.cli import main as cli_main
 from blackbox_audit.spool import RecordSpool
 from tests.replay.faultserver import FaultServer, Rule, error_status
-from tests.replay.test_faults import COMPLETIONS, RAW, SMOLLM2, _audit_args, _cli, _subprocess_env, servers  # noqa: F401
+from tests.replay.test_faults import COMPLETIONS, RAW, SMOLLM2, _audit_args, _cli, _subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_MODEL = "fake-model"
