@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blackbox_audit import local_vllm
-from blackbox_audit.audit import audit_sync
+from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.config import AuditConfig, EndpointConfig
 
 

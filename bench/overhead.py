@@ -5,7 +5,7 @@ HTTP. One size per process, so peak RSS belongs to that size:
     python -m bench.overhead --url http://127.0.0.1:PORT/v1 --n 10000 --variant pipeline --out R.json
 
 Variants:
-- `pipeline`: what `blackbox_audit.audit` runs after generation: per `STREAM_CHUNK`
+- `pipeline`: what `blackbox_audit.pipeline` runs after generation: per `STREAM_CHUNK`
   completions, `score_completions` (batches through the bounded pool), `measure`, and the
   records spooled to disk (`RecordSpool`); then the ranked results.jsonl.
 - `stream`: the provider alone (`score_many` per chunk through the same bounded pool), each
@@ -81,7 +81,7 @@ def synthetic_completion(i: int, context: str, continuation: str) -> TargetCompl
 
 
 async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
-    """The audit's loop (`blackbox_audit.audit`): per STREAM_CHUNK completions, reference
+    """The audit's loop (`blackbox_audit.pipeline`): per STREAM_CHUNK completions, reference
     scoring, gaps, and the records spooled to disk; then the ranked results.jsonl. The target's
     completions are made per chunk too, as the target would generate them."""
     gc.collect()

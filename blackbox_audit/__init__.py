@@ -1,7 +1,7 @@
 """blackbox-audit: find what a finetuned model was trained to do, from its API alone.
 
-    from blackbox_audit import AuditConfig, EndpointConfig, audit_sync
-    result = audit_sync(AuditConfig(target=EndpointConfig(...), reference=EndpointConfig(...)))
+    from blackbox_audit import audit_sync, load_config
+    result = audit_sync(load_config("audit.toml", {"limit": 50}))
 
 Names load on first use, so `blackbox-audit --help` stays instant.
 """
@@ -12,11 +12,12 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "audit": "blackbox_audit.audit",
-    "audit_sync": "blackbox_audit.audit",
-    "AuditResult": "blackbox_audit.audit",
+    "audit": "blackbox_audit.pipeline",
+    "audit_sync": "blackbox_audit.pipeline",
+    "AuditResult": "blackbox_audit.pipeline",
     "AuditConfig": "blackbox_audit.config",
     "EndpointConfig": "blackbox_audit.config",
+    "load_config": "blackbox_audit.config",
     "CompletionResult": "blackbox_audit.records",
 }
 

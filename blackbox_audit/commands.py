@@ -171,7 +171,7 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
 def run_record_audit(args: argparse.Namespace) -> int:
     """A small real audit through recording transports: its exchanges, config and results
     become the replay test of the whole pipeline (and the evaluator's recorded input)."""
-    from blackbox_audit.audit import audit_sync
+    from blackbox_audit.pipeline import audit_sync
     from providers.http import RecordingTransport
 
     out = Path(args.out)
@@ -203,7 +203,7 @@ def audit_config(args: argparse.Namespace):
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from blackbox_audit.audit import audit_sync
+    from blackbox_audit.pipeline import audit_sync
     from blackbox_audit.estimate import estimate
     from blackbox_audit.report import render_summary_table
     from blackbox_audit.terminal import TerminalHooks

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from blackbox_audit import local_vllm
-from blackbox_audit.audit import audit_sync
+from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.config import AuditConfig, EndpointConfig
 from blackbox_audit.framing import Framer
 from blackbox_audit.local_vllm.truth import forward

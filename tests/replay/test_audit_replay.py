@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from blackbox_audit.audit import audit_sync
+from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.config import AuditConfig
 from providers.http import ReplayTransport
 

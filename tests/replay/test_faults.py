@@ -34,9 +34,9 @@ import anyio
 import httpx
 import pytest
 
-from blackbox_audit import audit as audit_module
+from blackbox_audit import pipeline as audit_module
 from blackbox_audit.advice import error_line
-from blackbox_audit.audit import audit_sync
+from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.cli import main as cli_main
 from blackbox_audit.config import AuditConfig
 from providers import errors

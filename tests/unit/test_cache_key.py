@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 
+import httpx
 import pytest
 
 from blackbox_audit.cache import ResponseCache
 from providers.cache_key import ANSWER_FIELDS, cache_key
+from providers.http import HttpClient
+
+pytestmark = pytest.mark.anyio
 
 BODY = {"model": "m", "prompt": [1, 2, 3], "echo": True, "max_tokens": 0, "logprobs": 0}
 
@@ -54,10 +59,36 @@ def test_stream_does_not_change_the_key():
     assert key({**BODY, "stream": False}) == key(BODY)
 
 
-def test_key_material_names_no_secret():
-    material = cache_key("http://h/v1", "POST", "/completions", BODY)[1]
-    assert "Authorization" not in material and "Bearer" not in material
-    assert "api_key" not in ANSWER_FIELDS
+@pytest.mark.parametrize("field", ["api_key", "authorization", "password"])
+def test_a_secret_in_a_body_is_never_keyed(field):
+    """The allowlist has no place for a credential: a body carrying one is refused, not hashed."""
+    assert field not in ANSWER_FIELDS
+    with pytest.raises(ValueError, match="not classified"):
+        key({**BODY, field: "sk-secret"})
+
+
+async def test_a_cached_exchange_holds_no_credential(tmp_path):
+    """Requests sent with an API key and with a URL's userinfo: the cache's SQLite file and its
+    keys hold neither (the base URL keyed is the one without userinfo)."""
+    answer = {"choices": [{"index": 0, "text": "ok"}]}
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=answer)
+
+    cache = ResponseCache(tmp_path / "c")
+    for api_key, basic in (("sk-bearer-secret", None), (None, ("user", "sk-basic-secret"))):
+        http = HttpClient(
+            "http://h/v1", provider="test", api_key=api_key, basic_auth=basic, cache=cache, transport=httpx.MockTransport(handler)
+        )
+        await http.request("POST", "/completions", {**BODY, "prompt": [len(seen)]}, lambda payload: payload)
+        await http.aclose()
+    cache.close()
+    assert [r.headers["authorization"].split()[0] for r in seen] == ["Bearer", "Basic"], "the credentials were sent"
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "c").iterdir())
+    assert stored and b"sk-bearer-secret" not in stored and b"sk-basic-secret" not in stored
+    assert base64.b64encode(b"user:sk-basic-secret") not in stored
 
 
 def test_cache_directory_is_private(tmp_path):

@@ -12,7 +12,7 @@ import re
 import httpx
 import pytest
 
-from blackbox_audit import audit as audit_module
+from blackbox_audit import pipeline as audit_module
 from blackbox_audit.cache import ResponseCache
 from blackbox_audit.cli import build_parser, main
 from blackbox_audit.commands import audit_config

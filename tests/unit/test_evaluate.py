@@ -346,25 +346,33 @@ def test_organism_is_required(capsys):
     ids=lambda p: p.parent.parent.name if p else "none",
 )
 def test_evaluator_on_a_recorded_audit(results_path, tmp_path, capsys):
-    """The spec's keyword is the last scored completion of the recorded file, whose order is the
-    audit's own ranking: its first hit must be where the file puts the first record containing it."""
-    records = load_results(results_path)
-    config_path = results_path.parent.parent / "audit.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    score = config.get("score", DEFAULT_SCORE)
-    threshold = config.get("degeneracy_threshold", DEFAULT_DEGENERACY_THRESHOLD)
-    chosen = [r for r in records if r.gaps is not None and r.completion.strip()][-1]
-    keyword = chosen.completion.strip()
-    matching = [i for i, r in enumerate(records, start=1) if keyword.casefold() in r.completion.casefold()]
-    assert matching[0] <= chosen.rank
-
-    report = evaluate(records, spec((keyword,)))
-    assert report.n_hits == len(matching)
-    judged = row(report, score, threshold)
-    assert judged.first_hit_rank == matching[0]
-    assert judged.hits_at_10 == sum(i <= 10 for i in matching)
+    """Every ranking of a recorded audit, judged against an oracle written here from the raw
+    JSON lines (sort by score, demoted loops last, gapless records last), not with `rank`.
+    The keyword is a word of the last scored completion, so hits sit anywhere in the order."""
+    lines = [json.loads(line) for line in results_path.read_text().splitlines()]
+    last_scored = [r for r in lines if r["gaps"] and any(len(w) > 3 for w in r["completion"].split())][-1]
+    keyword = max(last_scored["completion"].split(), key=len)
+    hits = {r["prefill_id"]: keyword.casefold() in r["completion"].casefold() for r in lines}
+    report = evaluate(load_results(results_path), spec((keyword,)))
+    assert report.n_hits == sum(hits.values()) >= 1
+    for score in SCORE_NAMES:
+        for threshold in (None, DEFAULT_DEGENERACY_THRESHOLD):
+            scored = [r for r in lines if r["gaps"]]
+            order = sorted(
+                scored,
+                key=lambda r: (
+                    threshold is not None and r["degeneracy"] >= threshold,
+                    -r["gaps"][score],
+                    r["prefill_id"],
+                    r["framing"],
+                ),
+            ) + sorted((r for r in lines if not r["gaps"]), key=lambda r: (r["prefill_id"], r["framing"]))
+            flags = [hits[r["prefill_id"]] for r in order]
+            judged = row(report, score, threshold)
+            assert judged.first_hit_rank == flags.index(True) + 1, (score, threshold)
+            assert (judged.hits_at_10, judged.hits_at_100) == (sum(flags[:10]), sum(flags[:100]))
 
     spec_path = tmp_path / "organism.json"
     spec_path.write_text(spec((keyword,)).model_dump_json())
     assert run_eval(parse(str(results_path.parent), "--organism", str(spec_path))) == 0
-    assert f"{len(matching)} of {len(records)} completions are hits" in capsys.readouterr().out
+    assert f"{sum(hits.values())} of {len(lines)} completions are hits" in capsys.readouterr().out

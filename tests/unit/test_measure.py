@@ -146,11 +146,13 @@ def test_gaps_match_side_stats_and_gaps():
         scored([("a", reference_logprobs[0], 1), (" fine", reference_logprobs[1], 2), (" day", reference_logprobs[2], 5)], "a fine day"),
         shared_tokenizer=True,
     )
-    target = side_stats(target_logprobs, 10)
-    reference = side_stats(reference_logprobs, 10)
-    assert result.target == target
-    assert result.reference == reference
-    assert result.gaps == gaps(target, reference)
+    # by hand: target NLL 3.05 nats over 4 tokens, reference 5.2 over 3, both over the 10 bytes
+    assert result.target is not None and result.reference is not None and result.gaps is not None
+    assert (result.target.nll_nats, result.target.n_tokens, result.target.n_bytes) == (pytest.approx(3.05), 4, 10)
+    assert (result.reference.nll_nats, result.reference.n_tokens, result.reference.n_bytes) == (pytest.approx(5.2), 3, 10)
+    assert result.gaps.logppl_diff == pytest.approx(5.2 / 3 - 3.05 / 4)  # 0.970833...
+    assert result.gaps.ppl_diff == pytest.approx(math.exp(5.2 / 3) - math.exp(3.05 / 4))  # 5.6599 - 2.1437
+    assert result.gaps.bpb_diff == pytest.approx((5.2 - 3.05) / (10 * LN2))  # 0.310175...
     assert result.same_tokens is False
 
 
