@@ -282,6 +282,11 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "eval",
         help="judge an audit's ranking against a known organism: hits@10, hits@100, first-hit rank per score",
+        description=(
+            "Ranks count from 1: the first completion is rank 1 (the paper's reports count from 0)."
+            " A hit: ALL keywords of ANY keyword set of the spec (case-insensitive), or ALL regexes of ANY regex set,"
+            " in the completion (never the prefill)."
+        ),
     )
     parser.add_argument("results", metavar="RESULTS", help="an audit's results.jsonl, or its --out folder")
     parser.add_argument("--organism", required=True, metavar="SPEC", help="organism spec (.toml or .json): name, description, keyword_sets, regex_sets")
