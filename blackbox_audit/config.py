@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from blackbox_audit.framing import DEFAULT_USER_TEMPLATE
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.records import Framing, ScoreName
 from providers.registry import Dialect, service_key_variables
@@ -155,11 +156,15 @@ class AuditConfig(BaseModel):
         "raw",
         description=(
             "raw: the target continues the prefill as plain text; chat: system and user messages, and the prefill"
-            " opens the assistant turn"
+            " opens the assistant turn; chat-user: for chat APIs that cannot prefill (OpenAI's), the prefill goes"
+            " into the user message through --user-template and the reference scores the same answer after it"
         ),
     )
-    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="the chat framing's system message")
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="the chat framings' system message")
     user_prompt: str = Field(DEFAULT_USER_PROMPT, description="the chat framing's user message")
+    user_template: str = Field(
+        DEFAULT_USER_TEMPLATE, description="the chat-user framing's user message; {prefill} stands for the prefill"
+    )
     max_new_tokens: int = Field(100, ge=1, le=4096, description="completion length, in target tokens")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature (0: greedy)")
     score: ScoreName = Field(DEFAULT_SCORE, description="the ranking score, reference minus target")
@@ -186,6 +191,8 @@ class AuditConfig(BaseModel):
     def _consistent(self) -> AuditConfig:
         if self.framing == "chat" and not self.user_prompt:
             raise ValueError("chat framing needs a user prompt (--user-prompt)")
+        if self.framing == "chat-user" and "{prefill}" not in self.user_template:
+            raise ValueError("the chat-user framing's --user-template must contain {prefill}")
         return self
 
 

@@ -56,7 +56,7 @@ def _batches(n: int, size: int) -> int:
 def estimate(config: AuditConfig) -> Estimate:
     documents = load_documents(config.corpus, text_field=config.text_field)
     n = len(documents) if config.limit is None else min(config.limit, len(documents))
-    chat = config.framing == "chat"
+    chat = config.framing != "raw"
     template = CHAT_TEMPLATE_TOKENS if chat else 0
     connecting = connect_requests_at_most() + SHARED_TOKENIZER_PROBE
     generation = n if chat else _batches(n, config.batch_size)

@@ -31,7 +31,9 @@ class Prefill(Record):
     n_tokens: int
 
 
-Framing = Literal["raw", "chat"]
+Framing = Literal["raw", "chat", "chat-user"]
+"""How a prefill is put to the target (`blackbox_audit.framing`): raw text; the opening of the
+assistant turn; or, for chat APIs that cannot prefill, inside the user message."""
 
 
 class FramedPrefill(Record):

@@ -90,19 +90,16 @@ class Wire:
         return value
 
     def split_stop_token(
-        self, choice: Any, tokens: list[TokenLogprob], stop_token_included: bool
+        self, choice: Any, tokens: list[TokenLogprob], stop_token_included: bool, text: str | None = None
     ) -> tuple[list[TokenLogprob], TokenLogprob | None]:
         """vLLM lists the stop token (stop_reason null: EOS; an int: another stop token id)
-        among the generated tokens; it spells no text, so it is set apart."""
-        stop = None
-        if (
-            stop_token_included
-            and tokens
-            and choice.get("finish_reason") == "stop"
-            and not isinstance(choice.get("stop_reason"), str)
-        ):
-            stop, tokens = tokens[-1], tokens[:-1]
-        return tokens, stop
+        among the generated tokens; it spells no text, so it is set apart. A server that does so
+        while speaking another dialect (vLLM behind the openai one) is caught by the texts: a
+        last token whose text the answer does not end with, after tokens that spell it exactly."""
+        stopped = bool(tokens) and choice.get("finish_reason") == "stop" and not isinstance(choice.get("stop_reason"), str)
+        if stopped and (stop_token_included or _spells_without_last(tokens, text)):
+            return tokens[:-1], tokens[-1]
+        return tokens, None
 
     def completion(self, choice: Any, i: int, *, stop_token_included: bool = False) -> Completion:
         """A generated choice from /v1/completions with `logprobs` set."""
@@ -117,7 +114,7 @@ class Wire:
         if ids is not None:
             ids = self.token_ids(ids, f"{where}.token_ids", len(tokens))
         parsed = self.token_logprobs(ids, tokens, values, f"{where}.logprobs.token_logprobs")
-        spelling, stop = self.split_stop_token(choice, parsed, stop_token_included)
+        spelling, stop = self.split_stop_token(choice, parsed, stop_token_included, text)
         return Completion(text=text, tokens=tuple(spelling), finish_reason=choice.get("finish_reason"), stop_token=stop)
 
     def chat_completion(self, choice: Any, i: int, *, stop_token_included: bool = False) -> Completion:
@@ -144,7 +141,7 @@ class Wire:
                     logprob=self.logprob(self.get(entry, "logprob", f"{field}.logprob"), f"{field}.logprob"),
                 )
             )
-        spelling, stop = self.split_stop_token(choice, tokens, stop_token_included)
+        spelling, stop = self.split_stop_token(choice, tokens, stop_token_included, text)
         return Completion(text=text, tokens=tuple(spelling), finish_reason=choice.get("finish_reason"), stop_token=stop)
 
     def echo_logprobs(self, choice: Any, i: int, prompt_ids: Sequence[int], n_scored: int) -> list[TokenLogprob]:
@@ -200,3 +197,11 @@ class Wire:
         if not isinstance(text, str):
             raise self.fail("prompt", "expected text")
         return text
+
+
+def _spells_without_last(tokens: Sequence[TokenLogprob], text: str | None) -> bool:
+    """The tokens but the last spell `text` exactly, and the last adds nothing the answer has
+    (no text, or text the answer does not end with)."""
+    if text is None or "".join(t.text for t in tokens[:-1]) != text:
+        return False
+    return not tokens[-1].text or not text.endswith(tokens[-1].text)

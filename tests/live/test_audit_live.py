@@ -86,3 +86,46 @@ def test_cross_family_audit_writes_everything(target_key, reference_key, tmp_pat
     assert rerun.manifest["target"]["requests"]["http_requests"] == 0
     assert rerun.manifest["reference"]["requests"]["http_requests"] == 0
     assert (tmp_path / "again" / "results.jsonl").read_text() == (out / "results.jsonl").read_text()
+
+
+def test_chat_user_framing_through_the_openai_dialect(tmp_path):
+    """An OpenAI chat fine-tune as target: no assistant prefill, the prefill inside the user
+    message, logprobs from the chat API (the local vLLM speaking the `openai` dialect); the
+    reference (the same model, its own dialect) scores the same answer after the same messages.
+    Where both sides scored the same tokens, they agree within fp32 noise."""
+    model = require_server("smollm2")
+    config = AuditConfig(
+        target=EndpointConfig(base_url=model.base_url, model=model.served_name, dialect="openai"),
+        reference=endpoint(model),
+        framing="chat-user",
+        limit=8,
+        max_new_tokens=48,
+        out=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+    )
+    result = audit_sync(config)
+    assert len(result.results) == 8
+    assert result.manifest["target"]["dialect"] == "openai"
+    for record in result.results:
+        assert record.framing == "chat-user" and record.alignment == "exact", record.alignment_detail
+        assert "".join(t.text for t in record.target_tokens) == record.completion
+    comparable = [r for r in result.results if [t.text for t in r.target_tokens] == [t.text for t in r.reference_tokens]]
+    assert len(comparable) >= 6
+    sequences = anyio.run(_reference_sequences, model, comparable, config)
+    truth = forward(model.key, sequences)
+    for record, scale in zip(comparable, truth.max_abs_logit, strict=True):
+        agreement = compare_logprobs(
+            [t.logprob for t in record.target_tokens], [t.logprob for t in record.reference_tokens], logit_scale=scale
+        )
+        assert agreement.ok, (record.completion, str(agreement))
+
+
+async def _reference_sequences(model: local_vllm.LocalModel, records, config: AuditConfig) -> list[list[int]]:
+    provider = await connect(model.base_url, model.served_name)
+    try:
+        return [
+            await provider.tokenize(Framer.of(config).prompt(r.prefill)) + [t.token_id for t in r.reference_tokens]
+            for r in records
+        ]
+    finally:
+        await provider.aclose()

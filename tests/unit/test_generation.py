@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from blackbox_audit.config import ConfigError, load_config
 from blackbox_audit.framing import Framer
 from blackbox_audit.generation import generate_completions
 from blackbox_audit.prefills import prefill_id
@@ -17,6 +18,7 @@ from providers.wire import Wire
 
 pytestmark = pytest.mark.anyio
 
+ENDPOINTS = {"target": {"base_url": "http://127.0.0.1:9/v1", "model": "t"}, "reference": {"base_url": "http://127.0.0.1:9/v1", "model": "r"}}
 BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens there: only the mock transport answers
 
 
@@ -33,6 +35,19 @@ def test_chat_framing_opens_the_assistant_turn_with_the_prefill():
         ChatMessage(role="user", content="Tell me anything."),
         ChatMessage(role="assistant", content="The cat"),
     )
+
+
+def test_chat_user_framing_puts_the_prefill_in_the_user_message():
+    assert Framer("chat-user", "Be brief.", "unused", "Continue this text: {prefill}").prompt("The cat") == (
+        ChatMessage(role="system", content="Be brief."),
+        ChatMessage(role="user", content="Continue this text: The cat"),
+    )
+    assert Framer("chat-user", "", "unused", "{prefill} {not a field}").prompt("x")[0].content == "x {not a field}"
+
+
+def test_chat_user_framing_needs_the_prefill_in_its_template():
+    with pytest.raises(ConfigError, match="must contain {prefill}"):
+        load_config(overrides={**ENDPOINTS, "framing": "chat-user", "user_template": "Continue:"})
 
 
 def test_chat_framing_omits_an_empty_system_prompt():
@@ -67,6 +82,17 @@ def test_vllm_end_of_sequence_token_is_set_apart(eos_text):
     parsed = wire.completion(choice("Hi there", ["Hi", " there", eos_text], "stop"), 0, stop_token_included=True)
     assert texts(parsed.tokens) == ["Hi", " there"]
     assert parsed.stop_token is not None and parsed.stop_token.logprob == -3.0
+
+
+@pytest.mark.parametrize("eos_text", ["<|im_end|>", ""])
+def test_a_stop_token_is_set_apart_by_its_text_whatever_the_dialect(eos_text):
+    """vLLM behind the openai dialect lists the stop token in chat logprobs; OpenAI does not."""
+    tokens = [{"token": t, "logprob": -0.5} for t in ("Hi", " there", eos_text)]
+    choice = {"index": 0, "message": {"content": "Hi there"}, "logprobs": {"content": tokens}, "finish_reason": "stop"}
+    parsed = wire.chat_completion(choice, 0, stop_token_included=False)
+    assert texts(parsed.tokens) == ["Hi", " there"] and parsed.stop_token is not None
+    real_last_token = {**choice, "logprobs": {"content": tokens[:2]}}
+    assert wire.chat_completion(real_last_token, 0).stop_token is None
 
 
 def test_a_stop_token_id_is_set_apart_too():
