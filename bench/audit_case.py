@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blackbox_audit import local_vllm
-from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.config import AuditConfig, EndpointConfig
+from blackbox_audit.pipeline import audit_sync
 
 
 @dataclass

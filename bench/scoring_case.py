@@ -14,6 +14,7 @@ import anyio
 import httpx
 
 from blackbox_audit.pool import chunked, map_bounded
+from providers.agreement import LogprobAgreement, compare_logprobs
 from providers.records import ScoreRequest
 from providers.registry import connect
 
@@ -200,19 +201,20 @@ def floor_run(result: dict, prepared: list[tuple[list[int], int]]) -> Run:
     )
 
 
-def agreement(a: Run, b: Run) -> tuple[int, int, float]:
-    """(pairs compared, tokens compared, max |logprob difference|) over pairs sent as the
-    very same prompt token ids on both sides."""
-    pairs = tokens = 0
-    worst = 0.0
+def agreement(a: Run, b: Run, *, logit_scale: float) -> tuple[int, LogprobAgreement | None]:
+    """(pairs compared, how their logprobs agree) over pairs sent as the very same prompt
+    token ids on both sides, judged by the fp32 rule (`providers.agreement`)."""
+    pairs = 0
+    xs: list[float] = []
+    ys: list[float] = []
     for x, y in zip(a.per_pair, b.per_pair, strict=True):
         if x is None or y is None or list(x[0]) != list(y[0]):
             continue
         k = min(len(x[1]), len(y[1]))  # the continuation's tokens: a common suffix of the prompt
         pairs += 1
-        tokens += k
-        worst = max([worst, *(abs(p - q) for p, q in zip(x[1][-k:], y[1][-k:], strict=True))])
-    return pairs, tokens, worst
+        xs += x[1][-k:]
+        ys += y[1][-k:]
+    return pairs, (compare_logprobs(xs, ys, logit_scale=logit_scale) if xs else None)
 
 
 def run_async(fn, *args, **kwargs):

@@ -8,10 +8,10 @@ import anyio
 import pytest
 
 from blackbox_audit import local_vllm
-from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.config import AuditConfig, EndpointConfig
 from blackbox_audit.framing import Framer
 from blackbox_audit.local_vllm.truth import forward
+from blackbox_audit.pipeline import audit_sync
 from providers.agreement import compare_logprobs
 from providers.registry import connect
 from tests.live.conftest import require_server

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.config import AuditConfig
+from blackbox_audit.pipeline import audit_sync
 from providers.http import ReplayTransport
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

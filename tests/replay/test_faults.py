@@ -36,9 +36,9 @@ import pytest
 
 from blackbox_audit import pipeline as audit_module
 from blackbox_audit.advice import error_line
-from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.cli import main as cli_main
 from blackbox_audit.config import AuditConfig
+from blackbox_audit.pipeline import audit_sync
 from providers import errors
 from providers.http import RetryPolicy
 from providers.recording import score_prompt_logprobs

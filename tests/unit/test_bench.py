@@ -52,8 +52,11 @@ def test_overhead_runs_against_the_fake_server(fake_server, variant, tmp_path):
 def test_agreement_compares_only_identical_prompts():
     a = scoring_case.Run("a", 1.0, 1, 3, per_pair=[([1, 2, 3], [-0.5, -1.0]), ([4, 5], [-2.0]), None])
     b = scoring_case.Run("b", 1.0, 1, 3, per_pair=[([1, 2, 3], [-0.5, -1.00005]), ([4, 6], [-9.0]), ([7, 8], [-1.0])])
-    pairs, tokens, worst = scoring_case.agreement(a, b)
-    assert (pairs, tokens) == (1, 2) and worst == pytest.approx(5e-5)
+    pairs, agreed = scoring_case.agreement(a, b, logit_scale=40.0)
+    assert pairs == 1 and agreed is not None and agreed.n_tokens == 2
+    assert agreed.max_abs_nats == pytest.approx(5e-5) and agreed.ok  # under 256 ulps of 40: 6.1e-4
+    pairs, agreed = scoring_case.agreement(a, b, logit_scale=1.0)
+    assert not agreed.ok  # 5e-5 is over 256 ulps of 1 (1.5e-5)
 
 
 def test_table_and_markers(tmp_path):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from blackbox_audit.gap import degeneracy, gaps, measure, side_stats
+from blackbox_audit.gap import degeneracy, measure
 from providers.records import TokenLogprob
 from tests import factories
 
