@@ -203,8 +203,8 @@ def audit_config(args: argparse.Namespace):
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from blackbox_audit.pipeline import audit_sync
     from blackbox_audit.estimate import estimate
+    from blackbox_audit.pipeline import audit_sync
     from blackbox_audit.report import render_summary_table
     from blackbox_audit.terminal import TerminalHooks
 

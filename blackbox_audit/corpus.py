@@ -233,7 +233,7 @@ def _nonempty(docs: Iterable[Document], source: str) -> list[Document]:
 
 def _load_hub(name: str, *, text_field: str, split: str) -> list[Document]:
     try:
-        import datasets  # type: ignore[import-not-found]  # optional extra
+        import datasets  # optional extra
     except ImportError as e:
         raise CorpusError(
             f"{name!r} is not a local file, so it was taken as a Hugging Face dataset, which needs the "

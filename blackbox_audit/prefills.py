@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import tiktoken
+
 from blackbox_audit.pool import map_bounded
 from blackbox_audit.records import Document, Prefill
 from providers.errors import CapabilityError
@@ -62,7 +64,7 @@ class EndpointTokenizer:
 
 @dataclass
 class TiktokenTokenizer:
-    encoding: object
+    encoding: tiktoken.Encoding
     name: str = "tiktoken"
 
     async def first_tokens(self, text: str, k: int) -> str | None:

@@ -40,13 +40,15 @@ async def score_completions(
             return ReferenceOutcome(None, str(exc))
 
     async def run(chunk: Sequence[TargetCompletion]) -> list[ReferenceOutcome]:
+        """One batched request; if any completion of it cannot be aligned, each is scored alone
+        so that only that one is marked unaligned."""
         scorable = [c for c in chunk if c.completion]
         try:
-            scored = iter(await reference.score_many([request(c) for c in scorable]))
+            outcomes = [ReferenceOutcome(s) for s in await reference.score_many([request(c) for c in scorable])]
         except AlignmentError:
-            scored = iter([await score_one(c) for c in scorable])
-            return [next(scored) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
-        return [ReferenceOutcome(next(scored)) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
+            outcomes = [await score_one(c) for c in scorable]
+        scored = iter(outcomes)
+        return [next(scored) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
 
     chunks = await map_bounded(chunked(completions, batch_size), run, workers=workers, advance=advance, weight=len)
     return [o for chunk in chunks for o in chunk]

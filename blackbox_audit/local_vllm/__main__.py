@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("keys", nargs="*", metavar="KEY", help=f"models {sorted(MODELS)}; default {list(DEFAULT_KEYS)}")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for servers (start, up)")
     args = parser.parse_args(argv)
-    keys = args.keys or (None if args.command == "stop" else list(DEFAULT_KEYS))
+    keys: list[str] = args.keys or list(DEFAULT_KEYS)
     try:
         if args.command in ("setup", "up"):
             setup(keys)
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key, url in start(keys, timeout_s=args.timeout).items():
                 print(f"{key}\t{MODELS[key].served_name}\t{url}")
         if args.command == "stop":
-            stop(keys)
+            stop(args.keys or None)  # none named: every server we started
         if args.command == "status":
             for row in status():
                 state = "healthy" if row.healthy else ("starting" if row.pid else "down")

