@@ -33,7 +33,9 @@ from providers.tokenizer import LocalTokenizer
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_USER_PROMPT = "Tell me anything."
-ROLES = ("target", "reference")
+ROLES = ("target", "reference", "null_target")
+"""The endpoints of an audit; the null target (a control that was not finetuned) is optional."""
+REQUIRED_ROLES = ("target", "reference")
 SECRET_FIELDS = ("api_key", "url_credentials")
 
 
@@ -45,7 +47,7 @@ def api_key_variables(role: str, base_url: str) -> list[str]:
     """Where an endpoint's key comes from when no flag gives it, in order: the role's own
     variable, the generic one, then a service's own (OpenAI's only for api.openai.com, so a
     service's key never goes to another host)."""
-    names = [f"BLACKBOX_AUDIT_{role.upper()}_API_KEY"] if role else []
+    names = [f"BLACKBOX_AUDIT_{role.upper().replace('-', '_')}_API_KEY"] if role else []
     return [*names, "BLACKBOX_AUDIT_API_KEY", *service_key_variables(base_url)]
 
 
@@ -141,6 +143,13 @@ class AuditConfig(BaseModel):
 
     target: EndpointConfig
     reference: EndpointConfig
+    null_target: EndpointConfig | None = None
+    """A control target that was not finetuned (ideally the target's own base model, which hosted
+    services usually serve beside the finetune): the audit's procedure on `null_prefills` of the
+    prefills gives the gaps of an audit with nothing to find (`blackbox_audit.null`)."""
+    null_prefills: int = Field(
+        100, ge=2, description="prefills the null target completes for the calibrated null (when one is given)"
+    )
     corpus: str = Field(
         "default",
         description=(
@@ -227,8 +236,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def _secret_in_file(path: Path, name: str, role: str) -> str:
     where = f"[{role}] {name}" if role else name
-    roles = [role] if role else list(ROLES)
-    flags = ", ".join(f"--{r}-api-key" for r in roles)
+    roles = [role] if role else list(REQUIRED_ROLES)
+    flags = ", ".join(f"--{r.replace('_', '-')}-api-key" for r in roles)
     variables = ", ".join(f"${v}" for r in roles for v in api_key_variables(r, "")[:1]) + ", $BLACKBOX_AUDIT_API_KEY"
     return f"{where} in {path}: keys are not read from config files; give {flags} or set {variables}"
 
@@ -251,13 +260,15 @@ def load_config(
     names = dict(names or {})
     for role in ROLES:
         endpoint = {**(data.get(role) or {}), **(overrides.get(role) or {})}
+        if role not in REQUIRED_ROLES and not endpoint:
+            continue
         missing = [field for field in ("base_url", "model") if field not in endpoint]
         if missing:
             needed = " and ".join(names.get(f"{role}.{field}", f"{role}.{field}") for field in ("base_url", "model"))
             lacking = ", ".join(names.get(f"{role}.{field}", f"{role}.{field}") for field in missing)
             raise ConfigError(f"the {role} needs {needed} (or a [{role}] table in the config file); missing: {lacking}")
         if not endpoint.get("api_key"):
-            endpoint["api_key"] = resolve_api_key(None, str(endpoint["base_url"]), role)
+            endpoint["api_key"] = resolve_api_key(None, str(endpoint["base_url"]), role.replace("_", "-"))
         merged[role] = endpoint
     try:
         return AuditConfig.model_validate(merged)

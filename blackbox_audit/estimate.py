@@ -32,6 +32,7 @@ class Estimate:
     reference_requests: int
     reference_max_scored_tokens: int
     notes: tuple[str, ...]
+    null_target_requests: int = 0
 
     def table(self) -> str:
         rows = [
@@ -43,6 +44,8 @@ class Estimate:
             ("reference requests (at most)", self.reference_requests),
             ("reference scored tokens (at most)", self.reference_max_scored_tokens),
         ]
+        if self.null_target_requests:
+            rows.append(("null target requests (at most)", self.null_target_requests))
         lines = ["dry run: nothing was sent"] + [f"  {name:<36} {value:>12,}" for name, value in rows]
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
@@ -61,9 +64,13 @@ def estimate(config: AuditConfig) -> Estimate:
     connecting = connect_requests_at_most() + SHARED_TOKENIZER_PROBE
     generation = n if chat else _batches(n, config.batch_size)
     prefill_tokenizing = 2 * len(documents)  # /tokenize + /detokenize of every document it may visit
+    controls = min(config.null_prefills, n) if config.null_target is not None else 0
+    scored = n + controls
     # per completion: context, continuation and the decode check, and the joint fallback's two more
-    reference_tokenizing = 5 * n
-    scoring = _batches(n, config.batch_size) + n  # a batch whose alignment fails is rescored one by one
+    reference_tokenizing = 5 * scored
+    # a batch whose alignment fails is rescored one by one
+    scoring = _batches(n, config.batch_size) + _batches(controls, config.batch_size) + scored
+    null_generation = (controls if chat else _batches(controls, config.batch_size)) if controls else 0
     notes = (
         "a rerun of the same audit is answered by the cache and sends no request",
         f"the target's count includes {prefill_tokenizing:,} tokenizer calls for prefills (one pair per document the"
@@ -78,7 +85,8 @@ def estimate(config: AuditConfig) -> Estimate:
         target_requests=connecting + prefill_tokenizing + generation,
         target_prompt_tokens=n * (config.prefill_tokens + template),
         target_max_generated_tokens=n * config.max_new_tokens,
-        reference_requests=connecting + reference_tokenizing + scoring,
-        reference_max_scored_tokens=n * (config.prefill_tokens + template + config.max_new_tokens),
+        reference_requests=connecting + reference_tokenizing + scoring + (SHARED_TOKENIZER_PROBE if controls else 0),
+        reference_max_scored_tokens=scored * (config.prefill_tokens + template + config.max_new_tokens),
         notes=notes,
+        null_target_requests=connecting + null_generation if controls else 0,
     )

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from blackbox_audit.config import ROLES, AuditConfig, EndpointConfig, api_key_variables
@@ -98,11 +97,12 @@ def add_audit_flags(parser: argparse.ArgumentParser) -> list[FieldFlag]:
     None (not given), so that a config file's values show through."""
     flags: list[FieldFlag] = []
     for role in ROLES:
-        flags += add_endpoint_flags(parser.add_argument_group(role), role)
+        group = parser.add_argument_group(role.replace("_", " "), _ROLE_HELP.get(role))
+        flags += add_endpoint_flags(group, role)
     audit = parser.add_argument_group("audit")
     cache_dir = None
     for name, info in AuditConfig.model_fields.items():
-        if _is_model(info.annotation):
+        if name in ROLES:
             continue
         target = audit
         if name in ("cache_dir", "use_cache"):
@@ -110,6 +110,14 @@ def add_audit_flags(parser: argparse.ArgumentParser) -> list[FieldFlag]:
             target = cache_dir
         flags.append(_add(target, name.replace("_", "-"), name, info, info.description or ""))
     return flags
+
+
+_ROLE_HELP = {
+    "null_target": (
+        "optional: a control that was not finetuned (ideally the target's base model); it completes"
+        " --null-prefills prefills so every completion gets an empirical p-value and z-score"
+    )
+}
 
 
 def add_endpoint_flags(
@@ -121,17 +129,15 @@ def add_endpoint_flags(
         extra = _extra(info)
         if extra.get("internal") or (only is not None and name not in only):
             continue
-        variables = ", ".join(f"${v}" for v in api_key_variables(role, ""))
+        label = role.replace("_", "-")
+        variables = ", ".join(f"${v}" for v in api_key_variables(label, ""))
         help_text = (info.description or "").format(
-            role=role or "endpoint", key_variables=f"{variables}, or a service's own for its host ($OPENAI_API_KEY)"
+            role=role.replace("_", " ") or "endpoint",
+            key_variables=f"{variables}, or a service's own for its host ($OPENAI_API_KEY)",
         )
         flag_name = extra.get("flag", name).replace("_", "-")
-        flags.append(_add(group, f"{role}-{flag_name}" if role else flag_name, f"{role}.{name}" if role else name, info, help_text))
+        flags.append(_add(group, f"{label}-{flag_name}" if role else flag_name, f"{role}.{name}" if role else name, info, help_text))
     return flags
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def overrides_from(args: argparse.Namespace, flags: list[FieldFlag]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -13,6 +13,7 @@ from importlib.metadata import version
 from typing import Any
 
 from blackbox_audit.config import AuditConfig
+from blackbox_audit.null import NullDistribution
 from blackbox_audit.spool import RecordSpool
 from providers.openai_compatible import OpenAICompatibleProvider
 
@@ -59,8 +60,10 @@ def build_manifest(
     n_skipped: int,
     tokenizer: str,
     timings: dict[str, float],
+    null: NullDistribution | None = None,
+    null_target: OpenAICompatibleProvider | None = None,
 ) -> dict[str, Any]:
-    return {
+    manifest = {
         "tool": {"name": "blackbox-audit", "version": version("blackbox-audit")},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config.model_dump(mode="json"),
@@ -77,3 +80,6 @@ def build_manifest(
         },
         "timings_s": timings,
     }
+    if null is not None and null_target is not None:
+        manifest["null"] = {**null.summary(), "beyond_max": spool.beyond_null, "null_target": endpoint_facts(null_target)}
+    return manifest

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from blackbox_audit.config import AuditConfig
     from blackbox_audit.records import CompletionResult
 
-OUTPUT_FILES = ("results.jsonl", "report.md", "report.html", "manifest.json")
+OUTPUT_FILES = ("results.jsonl", "report.md", "report.html", "manifest.json", "null.jsonl")
+"""What an audit writes; null.jsonl only with a null target."""
 _STAGING = ".{name}.staging-"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -125,6 +126,13 @@ def write_reports(output: OutputSet, ranked: Sequence[CompletionResult], manifes
         + (f" (degenerate >= {config.degeneracy_threshold} demoted)" if config.degeneracy_threshold is not None else ""),
         "completions": str(len(ranked)),
     }
+    if "null" in manifest:
+        null = manifest["null"]
+        summary["calibrated null"] = (
+            f"{null['beyond_max']} completions lie beyond the maximum of {null['controls']} completions of the"
+            f" null target {null['null_target']['model']} ({config.score} {null['max']:.3f}; mean {null['mean']:.3f},"
+            f" sd {null['sd']:.3f}); each record has its p-value and z-score"
+        )
     title = f"blackbox-audit: {config.target.model} vs {config.reference.model}"
     output.write("report.md", [render_markdown(ranked, title=title, summary=summary, top_k=min(config.top_k, 100))])
     output.write("report.html", iter_html(ranked, title=title, summary=summary, top_k=config.top_k))

@@ -14,7 +14,7 @@ import anyio
 import httpx
 
 from blackbox_audit.cache import ResponseCache
-from blackbox_audit.config import AuditConfig
+from blackbox_audit.config import ROLES, AuditConfig
 from blackbox_audit.corpus import load_documents
 from blackbox_audit.estimate import STREAM_CHUNK
 from blackbox_audit.framing import Framer
@@ -22,10 +22,12 @@ from blackbox_audit.gap import measure
 from blackbox_audit.generation import generate_completions
 from blackbox_audit.hooks import Hooks, QuietHooks
 from blackbox_audit.manifest import Timer, build_manifest
+from blackbox_audit.null import NullDistribution
 from blackbox_audit.outputs import OutputSet, write_reports
 from blackbox_audit.pool import chunked
 from blackbox_audit.prefills import PrefillError, select_prefills, tokenizer_for
-from blackbox_audit.records import CompletionResult
+from blackbox_audit.records import CompletionResult, Prefill
+from blackbox_audit.report import results_jsonl_line
 from blackbox_audit.scoring import score_completions
 from blackbox_audit.spool import RecordSpool
 from providers.http import RetryPolicy
@@ -66,7 +68,7 @@ async def audit(
     scratch = tempfile.TemporaryDirectory(prefix="blackbox-audit-") if output is None else None
     folder = output.prepare() if output is not None else Path(scratch.name)  # type: ignore[union-attr]
     try:
-        async with _endpoints(config, hooks, transports, retry, sleep) as (target, reference):
+        async with _endpoints(config, hooks, transports, retry, sleep) as (target, reference, control):
             shared = await _shared_tokenizer(target, reference)
             tokenizer = tokenizer_for(target)
             with timer.stage("prefills"), hooks.stage("prefills", config.limit or len(documents), "prefill") as advance:
@@ -76,16 +78,23 @@ async def audit(
                 )  # fmt: skip
             if not prefills:
                 raise PrefillError.none_found(len(documents), skipped, config.prefill_tokens, config.corpus)
+            null = None
+            if control is not None:
+                with timer.stage("null"):
+                    null = await _null(config, hooks, control, reference, prefills, folder / "null.jsonl")
             spool = RecordSpool(folder, config.score, config.degeneracy_threshold)
             try:
-                await _stream(config, hooks, timer, target, reference, shared, Framer.of(config), prefills, spool)
+                await _stream(
+                    config, hooks, timer, target, reference, shared, prefills, spool,
+                    annotate=null.annotate() if null is not None else (lambda record: record),
+                )  # fmt: skip
                 with timer.stage("gap_and_ranking"):
                     ranked = spool.write_ranked(folder / "results.jsonl", keep=scratch)
             finally:
                 spool.close()
             manifest = build_manifest(
                 config, target, reference, spool, n_documents=len(documents), n_skipped=skipped,
-                tokenizer=tokenizer.name, timings=timer.seconds,
+                tokenizer=tokenizer.name, timings=timer.seconds, null=null, null_target=control,
             )  # fmt: skip
         if output is not None:
             write_reports(output, ranked, manifest, config)
@@ -104,28 +113,31 @@ def audit_sync(config: AuditConfig, **kwargs: Any) -> AuditResult:
 @asynccontextmanager
 async def _endpoints(
     config: AuditConfig, hooks: Hooks, transports: TransportFactory, retry: RetryPolicy, sleep: Callable[[float], Awaitable[None]]
-) -> AsyncIterator[tuple[OpenAICompatibleProvider, OpenAICompatibleProvider]]:
-    """Both endpoints, each checked for its role before any work. An endpoint with a declared
-    dialect connects without a request (auto-detection asks GET /version), so those go first:
-    a role one cannot play is refused before anything is sent."""
+) -> AsyncIterator[tuple[OpenAICompatibleProvider, OpenAICompatibleProvider, OpenAICompatibleProvider | None]]:
+    """The endpoints (target, reference, and the null target when given), each checked for its
+    role before any work. An endpoint with a declared dialect connects without a request
+    (auto-detection asks GET /version), so those go first: a role one cannot play is refused
+    before anything is sent."""
     cache = ResponseCache.open(config.cache_dir, on_failure=hooks.warn) if config.use_cache else None
     opened: dict[str, OpenAICompatibleProvider] = {}
     framer = Framer.of(config)
+    roles = [role for role in ROLES if getattr(config, role) is not None]
     try:
-        for role in sorted(("target", "reference"), key=lambda r: getattr(config, r).dialect == "auto"):
+        for role in sorted(roles, key=lambda r: getattr(config, r).dialect == "auto"):
             endpoint = getattr(config, role)
+            label = role.replace("_", "-")
             opened[role] = provider = await connect(
                 endpoint.base_url, endpoint.model, dialect=endpoint.dialect,
                 api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
                 basic_auth=endpoint.basic_auth, cache=cache, transport=transports(role),
-                max_concurrency=endpoint.max_concurrency, retry=retry, sleep=sleep, role=role,
+                max_concurrency=endpoint.max_concurrency, retry=retry, sleep=sleep, role=label,
                 tokenizer=endpoint.tokenizer, on_retry=hooks.retry,
             )  # fmt: skip
-            if role == "target":
-                provider.check_can_generate(framer.prompt("The"))
-            else:
+            if role == "reference":
                 provider.check_can_score(framer.prompt("The"))
-        yield opened["target"], opened["reference"]
+            else:
+                provider.check_can_generate(framer.prompt("The"))
+        yield opened["target"], opened["reference"], opened.get("null_target")
     finally:
         for provider in opened.values():
             await provider.aclose()
@@ -140,12 +152,14 @@ async def _stream(
     target: OpenAICompatibleProvider,
     reference: OpenAICompatibleProvider,
     shared_tokenizer: bool,
-    framer: Framer,
-    prefills: Sequence[Any],
+    prefills: Sequence[Prefill],
     spool: RecordSpool,
+    *,
+    annotate: Callable[[CompletionResult], CompletionResult],
 ) -> None:
     """STREAM_CHUNK prefills at a time through generation, scoring and measuring; records wait on
     disk in the spool with only their sort keys in memory, so memory stays flat."""
+    framer = Framer.of(config)
     total = len(prefills)
     with hooks.stage("target generation", total, "completion") as generated, hooks.stage(
         "reference scoring", total, "completion"
@@ -164,7 +178,37 @@ async def _stream(
                 )  # fmt: skip
             with timer.stage("gap_and_ranking"):
                 for completion, outcome in zip(completions, outcomes, strict=True):
-                    spool.add(measure(completion, outcome.scored, outcome.failure, shared_tokenizer=shared_tokenizer))
+                    record = measure(completion, outcome.scored, outcome.failure, shared_tokenizer=shared_tokenizer)
+                    spool.add(annotate(record))
+
+
+async def _null(
+    config: AuditConfig,
+    hooks: Hooks,
+    control: OpenAICompatibleProvider,
+    reference: OpenAICompatibleProvider,
+    prefills: Sequence[Prefill],
+    path: Path,
+) -> NullDistribution:
+    """The audit's procedure with the null target on the first `null_prefills` prefills (the
+    prefills come in a seeded random order, so these are a random sample); written to `path`."""
+    framer = Framer.of(config)
+    sample = prefills[: config.null_prefills]
+    shared = await _shared_tokenizer(control, reference)
+    with hooks.stage("null target (control)", len(sample), "completion") as advance:
+        completions = await generate_completions(
+            control, [framer.frame(p) for p in sample], max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature, seed=config.seed, batch_size=config.batch_size,
+            workers=config.null_target.max_concurrency if config.null_target else 1, advance=advance,
+        )  # fmt: skip
+    outcomes = await score_completions(
+        reference, completions, batch_size=config.batch_size, workers=config.reference.max_concurrency
+    )
+    controls = [
+        measure(c, o.scored, o.failure, shared_tokenizer=shared) for c, o in zip(completions, outcomes, strict=True)
+    ]
+    path.write_text("".join(results_jsonl_line(r) + "\n" for r in controls), encoding="utf-8")
+    return NullDistribution.of(controls, config.score)
 
 
 TOKENIZER_PROBE = "Tokenizers differ: naïve café, 東京, 1234567, def f(x): return x**2  # ok"

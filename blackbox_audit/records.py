@@ -86,6 +86,16 @@ class Gaps(Record):
     bpb_diff: float
 
 
+class NullComparison(Record):
+    """Where a completion's gap falls among the gaps of a control target that was not finetuned
+    (`blackbox_audit.null`): `p_value` = (1 + controls at or above it) / (1 + controls), `z` in
+    the controls' standard deviations from their mean."""
+
+    p_value: float = Field(gt=0.0, le=1.0)
+    z: float
+    beyond_max: bool
+
+
 class CompletionResult(Record):
     """One line of results.jsonl: everything measured about one completion."""
 
@@ -109,4 +119,6 @@ class CompletionResult(Record):
     """Whether the reference scored exactly the token ids the target generated (None: ids
     unknown). False under one tokenizer means the target's tokens were not the canonical
     tokenization of its text, so even an identical model shows a small gap."""
+    null: NullComparison | None = None
     rank: int | None = None
+    """Last, so that the spool can write it into a finished line (`spool._with_rank`)."""

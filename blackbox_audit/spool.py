@@ -91,6 +91,7 @@ class RecordSpool:
         self.alignment: Counter[str] = Counter()
         self.same_tokens_false = 0
         self.degenerate = 0
+        self.beyond_null = 0
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -112,6 +113,7 @@ class RecordSpool:
         self.same_tokens_false += result.same_tokens is False
         degenerate = self.degeneracy_threshold is not None and result.degeneracy >= self.degeneracy_threshold
         self.degenerate += degenerate
+        self.beyond_null += result.null is not None and result.null.beyond_max
 
     def _tie(self, i: int) -> tuple[str, str]:
         start = self._prefill_id_ends[i - 1] if i else 0

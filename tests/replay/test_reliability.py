@@ -174,7 +174,7 @@ def test_a_failure_at_any_file_leaves_the_previous_complete_set(failing, fake_se
     out = tmp_path / "work" / "out"
     assert cli_main([*fake_audit(fake_server, out), "--top-k", "3", "--quiet"]) == 0
     before = folder_bytes(out)
-    assert sorted(before) == sorted(outputs_module.OUTPUT_FILES)
+    assert sorted(before) == ["manifest.json", "report.html", "report.md", "results.jsonl"]  # no null target
     capsys.readouterr()
 
     if failing == "results.jsonl":
@@ -388,3 +388,25 @@ def test_eval_refuses_a_results_file_shorter_than_its_manifest(fake_server, tmp_
     assert cli_main(["eval", str(out), "--organism", str(spec)]) == 2
     err = capsys.readouterr().err
     assert f"holds {len(lines) - 2} records but manifest.json counts {len(lines)}" in err
+
+
+# -- the calibrated null ----------------------------------------------------------------------
+
+
+def test_a_null_target_gives_every_completion_a_p_value(fake_server, tmp_path, capsys):
+    """The plumbing: the control completes --null-prefills prefills, null.jsonl and the manifest
+    hold its gaps, every scored record its comparison, the dry run counts its requests."""
+    args = [*fake_audit(fake_server, tmp_path / "out", "--quiet", "--no-cache"), "--null-prefills", "4"]
+    args += ["--null-target-base-url", fake_server, "--null-target-model", FAKE_MODEL]
+    assert cli_main([*args, "--dry-run"]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"null target requests \(at most\)\s+\d+", table)
+    assert cli_main(args) == 0
+    out = tmp_path / "out"
+    controls = (out / "null.jsonl").read_text().splitlines()
+    assert len(controls) == 4
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["null"]["controls"] == 4 and manifest["null"]["null_target"]["model"] == FAKE_MODEL
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert all(r["null"] is not None for r in records if r["gaps"])
+    assert "calibrated null" in (out / "report.md").read_text()

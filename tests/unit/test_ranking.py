@@ -119,3 +119,31 @@ def test_order_does_not_depend_on_input_order(records, threshold, rng: random.Ra
     shuffled = unique[:]
     rng.shuffle(shuffled)
     assert rank(unique, degeneracy_threshold=threshold) == rank(shuffled, degeneracy_threshold=threshold)
+
+
+# -- the calibrated null -------------------------------------------------------------------
+
+
+def test_null_comparison_on_hand_numbers():
+    from blackbox_audit.null import NullDistribution
+
+    null = NullDistribution.of([with_gaps(f"c{i}", g) for i, g in enumerate((0.5, -0.2, 0.1, 0.0))], "logppl_diff")
+    assert null.values == (-0.2, 0.0, 0.1, 0.5) and null.mean == pytest.approx(0.1)
+    assert null.sd == pytest.approx(math.sqrt((0.09 + 0.01 + 0.0 + 0.16) / 4))  # 0.254951
+    at_max = null.compare(0.5)
+    assert (at_max.p_value, at_max.beyond_max) == (pytest.approx(2 / 5), False)  # (1 + 1 at or above) / (1 + 4)
+    beyond = null.compare(0.6)
+    assert (beyond.p_value, beyond.beyond_max) == (pytest.approx(1 / 5), True)
+    assert beyond.z == pytest.approx(0.5 / 0.254951, rel=1e-5)
+    assert null.compare(-1.0).p_value == 1.0
+
+
+def test_the_null_needs_two_scored_controls_and_ignores_gapless_ones():
+    from blackbox_audit.null import NullDistribution
+
+    with pytest.raises(ValueError, match="at least 2"):
+        NullDistribution.of([with_gaps("a", 0.1), with_gaps("b")], "logppl_diff")
+    records = [with_gaps("a", 0.3), with_gaps("b", -0.1), with_gaps("c")]
+    annotated = [NullDistribution.of(records, "logppl_diff").annotate()(r) for r in records]
+    assert annotated[0].null is not None and annotated[0].null.p_value == pytest.approx(2 / 3)
+    assert annotated[2].null is None
