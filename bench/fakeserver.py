@@ -32,6 +32,21 @@ def logprob_of(token_id: int) -> float:
     return -((token_id * 7919) % 1000 + 1) / 250.0
 
 
+def _completions(request: dict, choices: list[dict], usage: dict) -> bytes:
+    """vLLM's /v1/completions envelope around `choices`."""
+    body = {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 0,
+        "model": request.get("model"),
+        "choices": choices,
+        "service_tier": None,
+        "system_fingerprint": "fake",
+        "usage": usage,
+    }
+    return json.dumps(body).encode()
+
+
 class App:
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir
@@ -59,34 +74,14 @@ class App:
             prompts = data["prompt"]
             if prompts and isinstance(prompts[0], int):
                 prompts = [prompts]
-            choices = [self._echo_choice(i, ids) for i, ids in enumerate(prompts)]
             n_tokens = sum(len(ids) for ids in prompts)
-            return 200, json.dumps(
-                {
-                    "id": "cmpl-fake",
-                    "object": "text_completion",
-                    "created": 0,
-                    "model": data.get("model"),
-                    "choices": choices,
-                    "service_tier": None,
-                    "system_fingerprint": "fake",
-                    "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens + len(prompts), "completion_tokens": len(prompts)},
-                }
-            ).encode()
+            usage = {"prompt_tokens": n_tokens, "total_tokens": n_tokens + len(prompts), "completion_tokens": len(prompts)}
+            return 200, _completions(data, [self._echo_choice(i, ids) for i, ids in enumerate(prompts)], usage)
         if path == "/v1/completions":
             prompts = data["prompt"] if isinstance(data["prompt"], list) and not isinstance(data["prompt"][0], int) else [data["prompt"]]
             ids = self.tokenizer.encode(COMPLETION, add_special_tokens=False).ids[: data.get("max_tokens", 16)]
-            choices = [self._generated_choice(i, ids) for i in range(len(prompts))]
-            return 200, json.dumps(
-                {
-                    "id": "cmpl-fake",
-                    "object": "text_completion",
-                    "created": 0,
-                    "model": data.get("model"),
-                    "choices": choices,
-                    "usage": {"prompt_tokens": 3 * len(prompts), "completion_tokens": len(ids) * len(prompts)},
-                }
-            ).encode()
+            usage = {"prompt_tokens": 3 * len(prompts), "completion_tokens": len(ids) * len(prompts)}
+            return 200, _completions(data, [self._generated_choice(i, ids) for i in range(len(prompts))], usage)
         return 404, b'{"error":{"message":"not found","type":"NotFoundError","code":404}}'
 
     def _generated_choice(self, index: int, ids: list[int]) -> dict:

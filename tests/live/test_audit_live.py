@@ -52,12 +52,14 @@ def test_self_consistency(live_model, framing, tmp_path):
         assert record.alignment in ("exact", "widened", "empty"), record.alignment_detail
 
 
-async def _sequences(model: local_vllm.LocalModel, records, config: AuditConfig) -> list[list[int]]:
-    """Each record's context ids (its framing, the reference's template) and completion ids."""
+async def _sequences(model: local_vllm.LocalModel, records, config: AuditConfig, side: str = "target") -> list[list[int]]:
+    """Each record's context ids (its framing, the reference's template) and the completion's
+    ids as `side` ("target" or "reference") tokenized it."""
     provider = await connect(model.base_url, model.served_name)
     try:
         return [
-            await provider.tokenize(Framer.of(config).prompt(r.prefill)) + [t.token_id for t in r.target_tokens]
+            await provider.tokenize(Framer.of(config).prompt(r.prefill))
+            + [t.token_id for t in getattr(r, f"{side}_tokens")]
             for r in records
         ]
     finally:
@@ -111,21 +113,10 @@ def test_chat_user_framing_through_the_openai_dialect(tmp_path):
         assert "".join(t.text for t in record.target_tokens) == record.completion
     comparable = [r for r in result.results if [t.text for t in r.target_tokens] == [t.text for t in r.reference_tokens]]
     assert len(comparable) >= 6
-    sequences = anyio.run(_reference_sequences, model, comparable, config)
+    sequences = anyio.run(_sequences, model, comparable, config, "reference")
     truth = forward(model.key, sequences)
     for record, scale in zip(comparable, truth.max_abs_logit, strict=True):
         agreement = compare_logprobs(
             [t.logprob for t in record.target_tokens], [t.logprob for t in record.reference_tokens], logit_scale=scale
         )
         assert agreement.ok, (record.completion, str(agreement))
-
-
-async def _reference_sequences(model: local_vllm.LocalModel, records, config: AuditConfig) -> list[list[int]]:
-    provider = await connect(model.base_url, model.served_name)
-    try:
-        return [
-            await provider.tokenize(Framer.of(config).prompt(r.prefill)) + [t.token_id for t in r.reference_tokens]
-            for r in records
-        ]
-    finally:
-        await provider.aclose()
