@@ -26,6 +26,9 @@ from providers.cache_key import cache_key
 from providers.fixtures import Exchange, exchange_key, load_exchanges, write_exchange
 
 T = TypeVar("T")
+Transport = httpx.AsyncBaseTransport
+"""What `connect(..., transport=)` takes: tests and recordings pass their own (the only httpx type
+other modules name, so that this stays the one module importing httpx)."""
 
 
 def health_ok(base_url: str, timeout_s: float = 2.0) -> bool:

@@ -1,4 +1,5 @@
-"""Pick the adapter for an endpoint: by name, or by what the server says it is."""
+"""Pick the adapter for an endpoint: by name (`providers.dialects`), or by what it is: a hosted
+service by its host name, a vLLM server by `GET /version`, anything else generic."""
 
 from __future__ import annotations
 
@@ -7,37 +8,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import anyio
-import httpx
+from pydantic import BaseModel
 
-from providers import errors
-from providers.http import HttpClient, ResponseCache, RetryPolicy
-from providers.openai import OpenAIProvider, is_openai_host, openai_capabilities
-from providers.openai_compatible import OpenAICompatibleProvider, ScoreVia
+from providers import dialects, errors
+from providers.http import HttpClient, ResponseCache, RetryPolicy, Transport
+from providers.openai_compatible import GENERIC_CAPABILITIES, OpenAICompatibleProvider, ScoreVia
 from providers.records import Capabilities
 from providers.tokenizer import LocalTokenizer
-from providers.vllm import VLLM_CAPABILITIES, VLLMProvider
 
-Dialect = Literal["auto", "vllm", "openai", "generic"]
-DIALECTS: tuple[str, ...] = ("auto", "vllm", "openai", "generic")
+__all__ = ["GENERIC_CAPABILITIES", "connect", "detect_dialect"]
 
 TokenizerChoice = Literal["auto", "server"] | str | os.PathLike[str]
 """Where raw text is tokenized: "server" (its /tokenize), "auto" (the folder a vLLM server on this
 machine loaded the model from, if its tokenizer.json matches /tokenize; otherwise the server),
 or the path of a tokenizer.json (or of a folder holding one) that must match."""
-
-GENERIC_CAPABILITIES = Capabilities(
-    generate_raw=True,
-    generate_chat=True,
-    chat_prefill=False,
-    echo_scoring=False,
-    prompt_logprobs=False,
-    tokenize=False,
-    chat_tokenize=False,
-    token_id_prompts=False,
-    batch_prompts=False,
-    max_top_logprobs=5,
-)
-"""What we assume of an unknown server until it is declared or probed (blackbox-audit probe)."""
 
 
 def _server_version(payload: Any) -> str:
@@ -46,15 +30,31 @@ def _server_version(payload: Any) -> str:
     return payload["version"]
 
 
+async def detect_dialect(http: HttpClient) -> tuple[str, str | None]:
+    """(dialect, server version): a hosted service by host, vLLM by `GET /version`, else generic.
+
+    SGLang answers /version too and is taken for vLLM: declare `sglang`. llama.cpp has no
+    /version and is taken for generic: declare `llamacpp`."""
+    by_host = dialects.dialect_for_host(http.base_url)
+    if by_host is not None:
+        return by_host, None
+    try:
+        root = http.base_url.removesuffix("/v1")
+        return "vllm", await http.request("GET", f"{root}/version", None, _server_version)
+    except (errors.NotFoundError, errors.BadRequestError, errors.ResponseShapeError):
+        return "generic", None
+
+
 async def connect(
     base_url: str,
     model: str,
     *,
-    dialect: Dialect = "auto",
+    dialect: str = "auto",
     api_key: str | None = None,
     capabilities: Capabilities | None = None,
+    options: BaseModel | dict[str, Any] | None = None,
     cache: ResponseCache | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
     max_concurrency: int = 8,
     max_batch_prompts: int = 16,
     score_via: ScoreVia | None = None,
@@ -65,10 +65,13 @@ async def connect(
 ) -> OpenAICompatibleProvider:
     """An adapter for `model` at `base_url` (an OpenAI-style URL ending in /v1).
 
+    `dialect`: "auto" or a name in `providers.dialects.DIALECT_NAMES`. `capabilities` replaces
+    what the dialect declares (after a probe, say). `options`: the dialect's own settings, such
+    as OpenRouter's provider routing (`providers.openrouter.ProviderRouting`).
     `role` ("target" / "reference") words error hints after the audit's flags (--target-api-key).
     `tokenizer`: see `TokenizerChoice`; a local tokenizer saves three round trips per scored text."""
-    if dialect not in DIALECTS:
-        raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    if dialect != "auto":
+        dialects.get(dialect)  # an unknown name fails before anything is opened
     http = HttpClient(
         base_url,
         provider=dialect,
@@ -80,33 +83,21 @@ async def connect(
         sleep=sleep,
         role=role,
     )
-    server_version = None
-    if dialect == "auto":
-        if is_openai_host(base_url):
-            dialect = "openai"
-        else:
-            try:
-                root = http.base_url.removesuffix("/v1")
-                server_version = await http.request("GET", f"{root}/version", None, _server_version)
-                dialect = "vllm"
-            except (errors.NotFoundError, errors.BadRequestError, errors.ResponseShapeError):
-                dialect = "generic"
-            except errors.ProviderError:
-                await http.aclose()
-                raise
-    http.provider = dialect
-    cls: type[OpenAICompatibleProvider]
-    if dialect == "vllm":
-        cls, default_caps = VLLMProvider, VLLM_CAPABILITIES
-    elif dialect == "openai":
-        cls, default_caps = OpenAIProvider, openai_capabilities(model)
-    else:
-        cls, default_caps = OpenAICompatibleProvider, GENERIC_CAPABILITIES
-    provider = cls(
-        http, model, capabilities or default_caps, score_via=score_via, max_batch_prompts=max_batch_prompts
-    )
-    provider.server_version = server_version
     try:
+        server_version = None
+        if dialect == "auto":
+            dialect, server_version = await detect_dialect(http)
+        http.provider = dialect
+        cls = dialects.get(dialect).adapter()
+        provider = cls(
+            http,
+            model,
+            capabilities or cls.declared_capabilities(model),
+            score_via=score_via,
+            max_batch_prompts=max_batch_prompts,
+            options=options,
+        )
+        provider.server_version = server_version
         await _choose_tokenizer(provider, tokenizer)
     except BaseException:
         await http.aclose()
@@ -120,10 +111,11 @@ async def _choose_tokenizer(provider: OpenAICompatibleProvider, tokenizer: Token
     if tokenizer != "auto":
         await provider.adopt_tokenizer(LocalTokenizer.load(tokenizer))
         return
-    if not isinstance(provider, VLLMProvider):
+    served_folder = getattr(provider, "served_folder", None)
+    if served_folder is None:
         return
     try:
-        folder = await provider.served_folder()
+        folder = await served_folder()
         if folder is not None and (folder / "tokenizer.json").is_file():
             await provider.adopt_tokenizer(LocalTokenizer.load(folder))
     except (errors.ProviderError, ValueError) as exc:
