@@ -117,6 +117,7 @@ async def audit(
                 endpoint.base_url,
                 endpoint.model,
                 dialect=endpoint.dialect,
+                options=endpoint.dialect_options,
                 api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
                 cache=cache,
                 transport=transports(role),

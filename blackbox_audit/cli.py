@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from providers.dialects import DIALECT_CHOICES  # the one table of dialect names (imports only the stdlib)
+
 def _add_endpoint(parser: argparse.ArgumentParser, prefix: str = "", role: str = "") -> None:
     dash = f"{prefix}-" if prefix else ""
     what = f"the {role} " if role else "the "
@@ -14,8 +16,14 @@ def _add_endpoint(parser: argparse.ArgumentParser, prefix: str = "", role: str =
     parser.add_argument(
         f"--{dash}dialect",
         default="auto",
-        choices=("auto", "vllm", "openai", "generic"),
-        help="endpoint dialect (default: auto-detect: api.openai.com is openai, a server answering /version is vllm)",
+        choices=DIALECT_CHOICES,
+        help="endpoint dialect (default: auto-detect: hosted services by host name, a server answering /version is vllm)",
+    )
+    parser.add_argument(
+        f"--{dash}dialect-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a dialect setting, repeatable; openrouter: only=, order=, quantizations=, require_parameters=, allow_fallbacks=",
     )
     parser.add_argument(
         f"--{dash}api-key",
@@ -79,7 +87,10 @@ def _add_audit(commands) -> None:
         group = audit.add_argument_group(role)
         group.add_argument(f"--{role}-base-url", help=f"the {role}'s OpenAI-compatible base URL")
         group.add_argument(f"--{role}-model", help=f"the {role}'s model name")
-        group.add_argument(f"--{role}-dialect", choices=("auto", "vllm", "openai", "generic"), help="default: auto")
+        group.add_argument(f"--{role}-dialect", choices=DIALECT_CHOICES, help="default: auto")
+        group.add_argument(
+            f"--{role}-dialect-option", action="append", metavar="KEY=VALUE", help="a dialect setting (openrouter: only=PROVIDER, ...)"
+        )
         group.add_argument(
             f"--{role}-api-key",
             help=f"default: $BLACKBOX_AUDIT_{role.upper()}_API_KEY, or $OPENAI_API_KEY for api.openai.com",

@@ -29,6 +29,7 @@ def resolve_api_key(flag_value: str | None, base_url: str, role: str = "") -> st
 
 def run_probe(args: argparse.Namespace) -> int:
     from providers.http import RetryPolicy
+    from providers.dialects import parse_option_flags
     from providers.probe import probe
     from providers.registry import connect
 
@@ -38,6 +39,7 @@ def run_probe(args: argparse.Namespace) -> int:
             args.base_url,
             args.model,
             dialect=args.dialect,
+            options=parse_option_flags(args.dialect_option),
             api_key=resolve_api_key(args.api_key, args.base_url),
             retry=RetryPolicy(max_attempts=2, max_backoff_s=2.0),
         )
@@ -100,6 +102,7 @@ async def _server_meta(base_url: str, model: str, dialect: str = "auto") -> dict
 def run_record_fixtures(args: argparse.Namespace) -> int:
     if args.action == "record-audit":
         return run_record_audit(args)
+    from providers.dialects import parse_option_flags
     from providers.http import RecordingTransport
     from providers.recording import run_scenarios
     from providers.registry import connect
@@ -112,6 +115,7 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
             args.base_url,
             args.model,
             dialect=args.dialect,
+            options=parse_option_flags(args.dialect_option),
             api_key=resolve_api_key(args.api_key, args.base_url),
             transport=RecordingTransport(out, meta),
         )
@@ -208,6 +212,13 @@ def audit_config(args: argparse.Namespace):
             value = getattr(args, f"{role}_{name}")
             if value is not None:
                 endpoint["max_concurrency" if name == "concurrency" else name] = value
+        if getattr(args, f"{role}_dialect_option"):
+            from providers.dialects import parse_option_flags
+
+            try:
+                endpoint["dialect_options"] = {**endpoint.get("dialect_options", {}), **parse_option_flags(getattr(args, f"{role}_dialect_option"))}
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         if "base_url" not in endpoint or "model" not in endpoint:
             raise UsageError(f"the {role} needs --{role}-base-url and --{role}-model (or a [{role}] table in --config)")
         if not endpoint.get("api_key"):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from blackbox_audit.gap import ScoreName
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.records import Framing
+from providers.dialects import DialectChoice
 from providers.tokenizer import LocalTokenizer
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -25,7 +26,9 @@ class EndpointConfig(BaseModel):
 
     base_url: str
     model: str = Field(min_length=1)
-    dialect: Literal["auto", "vllm", "openai", "generic"] = "auto"
+    dialect: DialectChoice = "auto"
+    dialect_options: dict[str, Any] = Field(default_factory=dict)
+    """The dialect's own settings (openrouter: only, order, quantizations, require_parameters, allow_fallbacks)."""
     api_key: SecretStr | None = Field(default=None, exclude=True)
     max_concurrency: int = Field(8, ge=1, le=256)
     tokenizer: str = Field("auto", min_length=1)
