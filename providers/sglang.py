@@ -6,8 +6,8 @@ sampling parameters, OpenAI-compatible API):
   (`--reasoning-parser`, `--tool-call-parser`) can move text out of `content` while its
   logprobs stay, or group them: chat answers whose tokens do not spell the content are refused.
 - Scoring through the native `/generate`: token ids in, `max_new_tokens: 0`, `return_logprob`,
-  `logprob_start_len: 0`; `meta_info.input_token_logprobs` lists `[logprob, token_id, text]` per
-  prompt token (the first logprob null). Echo on /v1/completions is not used (unreliable there,
+  `logprob_start_len: 0`, `return_text_in_logprobs`; `meta_info.input_token_logprobs` lists
+  `[logprob, token_id, text]` per prompt token (the first logprob null). Echo on /v1/completions is not used (unreliable there,
   and its max_tokens must be positive). Start the server with `--disable-radix-cache` for
   prompt logprobs that do not depend on what was cached.
 - /tokenize (`{tokens, count, max_model_len}`) and /detokenize (`{text}`) beside /v1.
@@ -94,6 +94,7 @@ class SGLangProvider(OpenAICompatibleProvider):
             "sampling_params": {"max_new_tokens": 0, "temperature": 0.0},
             "return_logprob": True,
             "logprob_start_len": 0,
+            "return_text_in_logprobs": True,
         }
 
     def merge_score_bodies(self, bodies: list[dict[str, Any]]) -> dict[str, Any]:
@@ -122,7 +123,7 @@ class SGLangProvider(OpenAICompatibleProvider):
                 raise self.wire.fail(f"{field}[{j}]", f"expected [logprob, token_id, text], got {entry!r}")
             ids.append(entry[1])
             values.append(entry[0])
-            texts.append(entry[2] if len(entry) > 2 and isinstance(entry[2], str) else "")
+            texts.append(entry[2] if len(entry) > 2 else None)
         if ids != list(prompt_ids):
             raise self.wire.fail(field, "token ids differ from the ids sent")
         return self.wire.token_logprobs(prompt_ids, texts, values, field, start=n_prompt - n_scored)
