@@ -466,6 +466,9 @@ class OpenAICompatibleProvider:
     def score_text_body(self, prompt: str) -> dict[str, Any]:
         return {"model": self.model, "prompt": prompt, "echo": True, "max_tokens": self.echo_max_tokens, "logprobs": 1}
 
+    echo_field: ClassVar[str] = "choices[0].logprobs"
+    """Where `echoed_prompt_tokens` reads the echo, for error messages."""
+
     def echoed_prompt_tokens(self, payload: Any) -> list[EchoedToken]:
         """The prompt's tokens from an OpenAI-shaped echo: `choices[0].logprobs`, the generated
         tokens (`usage.completion_tokens` of them) dropped from the end."""
@@ -496,7 +499,7 @@ class OpenAICompatibleProvider:
 
         def parse(payload: Any) -> ScoredContinuation:
             echoed = self.echoed_prompt_tokens(payload)
-            return self.wire.align_echoed_text(echoed, context, request.continuation, "echo")
+            return self.wire.align_echoed_text(echoed, context, request.continuation, self.echo_field)
 
         body = self.score_text_body(context + request.continuation)
         return await self.http.request("POST", self.score_path(), body, parse)

@@ -255,7 +255,7 @@ async def _check_echo_text_alignment(p: OpenAICompatibleProvider) -> str:
     body = p.score_text_body(PROBE_TEXT)
     payload = await p.http.request("POST", p.score_path(), body, _raw, cached=False)
     echoed = p.echoed_prompt_tokens(payload)
-    scored = p.wire.align_echoed_text(echoed, PROBE_CONTEXT, PROBE_TEXT[len(PROBE_CONTEXT) :], "echo")
+    scored = p.wire.align_echoed_text(echoed, PROBE_CONTEXT, PROBE_TEXT[len(PROBE_CONTEXT) :], p.echo_field)
     return f"{len(echoed)} echoed tokens spell the prompt; continuation = last {len(scored.tokens)} ({scored.alignment})"
 
 

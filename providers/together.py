@@ -75,9 +75,13 @@ class TogetherProvider(OpenAICompatibleProvider):
             completions.append(self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or ""))
         return Generation(completions=tuple(completions), usage=self.wire.usage(payload))
 
+    echo_field: ClassVar[str] = "prompt[0].logprobs"
+
     def echoed_prompt_tokens(self, payload: Any) -> list[EchoedToken]:
         """`prompt[0].logprobs`: the echoed prompt, apart from the generated `choices`."""
-        prompt = self.wire.get(payload, "prompt", "prompt")
+        prompt = payload.get("prompt") if isinstance(payload, dict) else None
+        if not prompt:
+            raise self.wire.fail("prompt", "missing: the echoed prompt did not come back (echo ignored?); nothing to score")
         if not isinstance(prompt, list) or len(prompt) != 1:
             got = len(prompt) if isinstance(prompt, list) else type(prompt).__name__
             raise self.wire.fail("prompt", f"expected one echoed prompt, got {got} (echo ignored?)")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from providers.fixtures import Exchange, canonical_json, exchange_key, load_exchanges
 
@@ -190,6 +191,118 @@ MISSING = object()
 """Pass as the value to delete the logprob instead of replacing it."""
 
 
+# Transforms in the other dialects' shapes (fixtures/<dialect>-smollm2). Each corrupts what that
+# dialect's parser reads, the way its service's reference (or a known bug) says it can go wrong.
+
+
+def ignore_echo() -> Callable[[Body], Body]:
+    """llama.cpp's server: `echo` silently ignored, so only the one generated entry comes back
+    (OpenAI shape: every choice's logprobs cut to their last entry; Together: no `prompt`)."""
+
+    def transform(body: Body) -> Body:
+        if isinstance(body.get("prompt"), list):  # Together's top-level echo
+            del body["prompt"]
+            return body
+        for choice in body["choices"]:
+            logprobs = choice["logprobs"]
+            for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset", "token_ids"):
+                if isinstance(logprobs.get(key), list):
+                    logprobs[key] = logprobs[key][-1:]
+        return body
+
+    return transform
+
+
+def null_logprobs(*, choice: int = 0) -> Callable[[Body], Body]:
+    """OpenRouter's upstreams: `logprobs: null` although they were asked for."""
+
+    def transform(body: Body) -> Body:
+        body["choices"][choice]["logprobs"] = None
+        return body
+
+    return transform
+
+
+def set_raw_logprob(value: Any, *, choice: int = 0) -> Callable[[Body], Body]:
+    """Fireworks: `choices[i].raw_output.completion_logprobs.content[middle].logprob = value`
+    (`MISSING` deletes it, leaving only `sampling_logprob`)."""
+
+    def transform(body: Body) -> Body:
+        content = body["choices"][choice]["raw_output"]["completion_logprobs"]["content"]
+        _set_key(content[_middle(content)], "logprob", value)
+        return body
+
+    return transform
+
+
+def answered_by(upstream: str) -> Callable[[Body], Body]:
+    """OpenRouter: the answer names an upstream that was not pinned."""
+
+    def transform(body: Body) -> Body:
+        body["provider"] = upstream
+        return body
+
+    return transform
+
+
+def set_prompt_part_logprob(value: Any) -> Callable[[Body], Body]:
+    """Together's echo: `prompt[0].logprobs.token_logprobs[tail] = value` (or deleted)."""
+
+    def transform(body: Body) -> Body:
+        values = body["prompt"][0]["logprobs"]["token_logprobs"]
+        _set(values, _tail(values), value)
+        return body
+
+    return transform
+
+
+def set_flat_logprob(value: Any, *, choice: int = 0) -> Callable[[Body], Body]:
+    """Together's generation: `choices[i].logprobs.token_logprobs[middle] = value` (or deleted)."""
+
+    def transform(body: Body) -> Body:
+        values = body["choices"][choice]["logprobs"]["token_logprobs"]
+        _set(values, _middle(values), value)
+        return body
+
+    return transform
+
+
+def set_input_logprob(value: Any) -> Callable[[Body], Body]:
+    """SGLang's /generate: the logprob of `meta_info.input_token_logprobs[tail]` (first answer of a batch)."""
+
+    def transform(body: Body) -> Body:
+        answer = body[0] if isinstance(body, list) else body
+        entries = answer["meta_info"]["input_token_logprobs"]
+        entries[_tail(entries)][0] = value
+        return body
+
+    return transform
+
+
+def set_content_logprob(value: Any, *, choice: int = 0) -> Callable[[Body], Body]:
+    """llama.cpp (both endpoints): `choices[i].logprobs.content[middle].logprob = value` (or deleted)."""
+
+    def transform(body: Body) -> Body:
+        content = body["choices"][choice]["logprobs"]["content"]
+        _set_key(content[_middle(content)], "logprob", value)
+        return body
+
+    return transform
+
+
+def delete_path(*path: str | int) -> Callable[[Body], Body]:
+    """A malformed shape: the field at `path` removed (e.g. `("meta_info",)`, `("choices", 0, "raw_output")`)."""
+
+    def transform(body: Body) -> Body:
+        target = body
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+        return body
+
+    return transform
+
+
 def _by_index(choices: list, index: int) -> dict:
     return next(c for c in choices if c.get("index") == index)
 
@@ -294,6 +407,8 @@ class Replay:
         for exchange in self.exchanges.values():
             if exchange.path != "/v1/completions" or exchange.status != 200 or not isinstance(exchange.request_body, dict):
                 continue
+            if not all(isinstance(c, dict) and "index" in c for c in exchange.response_body.get("choices") or []):
+                continue  # a dialect whose choices carry no index (Together) is only answered as recorded
             body, answer = exchange.request_body, exchange.response_body
             n = int(body.get("n") or 1)
             template = {k: v for k, v in answer.items() if k not in ("choices", "usage")}
@@ -358,6 +473,11 @@ class FaultServer:
     @property
     def url(self) -> str:
         return f"{self.root}/v1"
+
+    def url_like(self, base_url: str) -> str:
+        """This server under the path of another base URL (`https://api.fireworks.ai/inference/v1`
+        -> `http://127.0.0.1:PORT/inference/v1`), to replay a service's fixtures."""
+        return self.root + urlsplit(base_url).path.rstrip("/")
 
     def start(self) -> FaultServer:
         self._thread.start()
