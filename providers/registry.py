@@ -11,7 +11,7 @@ import anyio
 from pydantic import BaseModel
 
 from providers import dialects, errors
-from providers.http import HttpClient, ResponseCache, RetryPolicy, Transport
+from providers.http import HttpClient, RateLimitPolicy, ResponseCache, RetryPolicy, Transport
 from providers.openai_compatible import GENERIC_CAPABILITIES, OpenAICompatibleProvider, ScoreVia
 from providers.records import Capabilities
 from providers.tokenizer import LocalTokenizer
@@ -59,6 +59,7 @@ async def connect(
     max_batch_prompts: int = 16,
     score_via: ScoreVia | None = None,
     retry: RetryPolicy = RetryPolicy(),
+    rate_limit: RateLimitPolicy = RateLimitPolicy(),
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     role: str = "",
     tokenizer: TokenizerChoice = "server",
@@ -69,7 +70,9 @@ async def connect(
     what the dialect declares (after a probe, say). `options`: the dialect's own settings, such
     as OpenRouter's provider routing (`providers.openrouter.ProviderRouting`).
     `role` ("target" / "reference") words error hints after the audit's flags (--target-api-key).
-    `tokenizer`: see `TokenizerChoice`; a local tokenizer saves three round trips per scored text."""
+    `tokenizer`: see `TokenizerChoice`; a local tokenizer saves three round trips per scored text.
+    `rate_limit`: how the endpoint adapts to 429s and `x-ratelimit-*` headers (`max_concurrency`
+    is the ceiling it never exceeds)."""
     if dialect != "auto":
         dialects.get(dialect)  # an unknown name fails before anything is opened
     http = HttpClient(
@@ -78,6 +81,7 @@ async def connect(
         api_key=api_key,
         max_concurrency=max_concurrency,
         retry=retry,
+        rate_limit=rate_limit,
         cache=cache,
         transport=transport,
         sleep=sleep,

@@ -321,6 +321,50 @@ def _set_key(entry: dict, key: str, value: Any) -> None:
         entry[key] = value
 
 
+# -- a rate limit --------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format: `1m30s`, `6s`, `250ms`."""
+    if seconds < 1.0:
+        return f"{max(1, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60.0)
+    return f"{int(minutes)}m{rest:.3g}s" if minutes else f"{rest:.3g}s"
+
+
+class TokenBucket:
+    """A server-side request limit: `rate_per_s` tokens refill a bucket of `burst`; a request
+    without a token gets 429 with `retry-after-ms` (when the next token comes). `headers=True`
+    also sends OpenAI's `x-ratelimit-{limit,remaining,reset}-requests` on every answer."""
+
+    def __init__(self, rate_per_s: float, burst: int, *, headers: bool = True, clock: Callable[[], float] = time.monotonic):
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.headers = headers
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[bool, dict[str, str]]:
+        """(allowed, headers to send)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate_per_s)
+            self._at = now
+            allowed = self._tokens >= 1.0
+            if allowed:
+                self._tokens -= 1.0
+            headers: dict[str, str] = {}
+            if not allowed:
+                headers["retry-after-ms"] = str(max(1, math.ceil((1.0 - self._tokens) / self.rate_per_s * 1000)))
+            if self.headers:
+                headers["x-ratelimit-limit-requests"] = str(self.burst)
+                headers["x-ratelimit-remaining-requests"] = str(int(self._tokens))
+                headers["x-ratelimit-reset-requests"] = format_duration((self.burst - self._tokens) / self.rate_per_s)
+            return allowed, headers
+
+
 # -- rules and the request log -------------------------------------------------------------
 
 
@@ -450,10 +494,12 @@ class FaultServer:
     `url` is the OpenAI-style base URL (ending in /v1). `delay_s` slows every answer down.
     """
 
-    def __init__(self, *fixture_dirs: Path, rules: Iterable[Rule] = (), delay_s: float = 0.0):
+    def __init__(self, *fixture_dirs: Path, rules: Iterable[Rule] = (), delay_s: float = 0.0, bucket: TokenBucket | None = None):
         self.replay = Replay(fixture_dirs)
         self.rules: list[Rule] = list(rules)
         self.delay_s = delay_s
+        self.bucket = bucket
+        """A rate limit enforced before any rule or replay (429 answers are logged as faults)."""
         self.requests: list[Served] = []
         self.misses: list[str] = []
         self._lock = threading.Lock()
@@ -579,6 +625,16 @@ class _Handler(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", "replace")
         path = self.path.split("?", 1)[0]
         served, fault = owner._begin(method, path, body, {k.lower(): v for k, v in self.headers.items()})
+        self._extra_headers: dict[str, str] = {}
+        if owner.bucket is not None:
+            allowed, self._extra_headers = owner.bucket.take()
+            if not allowed:
+                served.fault = "429 token bucket"
+                error = _error_body("Rate limit reached for requests", "requests", "rate_limit_exceeded")
+                try:
+                    return self._send(served, 429, {}, error)
+                except (ConnectionError, OSError):
+                    return
         if owner.delay_s:
             time.sleep(owner.delay_s)
         try:
@@ -622,7 +678,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, served: Served, status: int, headers: dict[str, str], body: Body, *, raw: bytes | None = None) -> None:
         content = raw if raw is not None else _dumps(body)
         self.send_response(status)
-        headers = {k.lower(): v for k, v in headers.items()}
+        headers = {**getattr(self, "_extra_headers", {}), **{k.lower(): v for k, v in headers.items()}}
         headers.setdefault("content-type", "application/json")
         for name, value in headers.items():
             if name != "content-length":
