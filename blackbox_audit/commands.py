@@ -33,13 +33,18 @@ def run_probe(args: argparse.Namespace) -> int:
     from providers.probe import probe
     from providers.registry import connect
 
+    try:
+        options = parse_option_flags(args.dialect_option)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
     async def go():
         # A probe reports what fails; it does not wait out a dead server with long backoffs.
         provider = await connect(
             args.base_url,
             args.model,
             dialect=args.dialect,
-            options=parse_option_flags(args.dialect_option),
+            options=options,
             api_key=resolve_api_key(args.api_key, args.base_url),
             retry=RetryPolicy(max_attempts=2, max_backoff_s=2.0),
         )
@@ -108,6 +113,10 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
     from providers.registry import connect
 
     out = Path(args.out)
+    try:
+        options = parse_option_flags(args.dialect_option)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
     async def go() -> int:
         meta = await _server_meta(args.base_url, args.model, args.dialect)
@@ -115,7 +124,7 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
             args.base_url,
             args.model,
             dialect=args.dialect,
-            options=parse_option_flags(args.dialect_option),
+            options=options,
             api_key=resolve_api_key(args.api_key, args.base_url),
             transport=RecordingTransport(out, meta),
         )

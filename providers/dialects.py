@@ -123,3 +123,39 @@ def get(name: str) -> Dialect:
         return DIALECTS[name]
     except KeyError:
         raise ValueError(f"unknown dialect {name!r}; choose one of {', '.join(DIALECT_CHOICES)}") from None
+
+
+def capability_table(model_for: dict[str, str] | None = None) -> str:
+    """The declared capabilities of every dialect as a Markdown table (docs/providers.md embeds
+    it, and a test keeps the two equal). OpenAI's depend on the model: `model_for` names one."""
+    model_for = {"openai": "gpt-4o-mini", **(model_for or {})}
+    columns = (
+        ("raw gen", lambda c: c.generate_raw),
+        ("chat gen", lambda c: c.generate_chat),
+        ("prefill", lambda c: c.chat_prefill),
+        ("echo", lambda c: c.echo_scoring),
+        ("prompt_logprobs", lambda c: c.prompt_logprobs),
+        ("tokenizer", lambda c: c.tokenizer),
+        ("token ids in", lambda c: c.token_id_prompts),
+        ("echoed texts", lambda c: c.echo_token_texts),
+        ("batch", lambda c: c.batch_prompts),
+        ("top_logprobs cap", lambda c: c.max_top_logprobs),
+        ("gen logprobs", lambda c: c.generation_logprobs),
+        ("score raw", lambda c: c.can_score_raw),
+        ("score chat", lambda c: c.can_score_chat),
+        ("prefill tokenizer", lambda c: c.prefill_tokenizer),
+    )
+
+    def cell(value: object) -> str:
+        return "yes" if value is True else "no" if value is False else str(value)
+
+    lines = [
+        "| dialect | " + " | ".join(name for name, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for name in DIALECT_NAMES:
+        model = model_for.get(name, "any")
+        caps = get(name).adapter().declared_capabilities(model)
+        label = f"{name} ({model})" if name in model_for else name
+        lines.append(f"| {label} | " + " | ".join(cell(read(caps)) for _, read in columns) + " |")
+    return "\n".join(lines)

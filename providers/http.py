@@ -8,7 +8,7 @@ Rate limits, per endpoint (`EndpointLimiter`): a 429 holds every new request of 
 until its Retry-After, not only the one retried; concurrency follows AIMD (halved on a 429, grown
 by one slot per window of clean answers, never above `max_concurrency`); after the first 429,
 starts are paced at 90 % of the rate the endpoint served since it began refusing (cut again on
-a later 429, at most once a second; grown 1 % a second while answers are clean); and where a service sends `x-ratelimit-*` headers (OpenAI's durations like
+a later 429 of a request started after the cut; grown 0.02 % per clean answer); and where a service sends `x-ratelimit-*` headers (OpenAI's durations like
 `1m30s`, Together's seconds), an exhausted budget holds new requests until its reset.
 """
 
@@ -93,8 +93,9 @@ class RateLimitPolicy:
     """On a 429 the concurrency limit is multiplied by this (AIMD's multiplicative decrease)."""
     rate_decrease: float = 0.9
     """On a 429 the pace becomes this fraction of the rate the endpoint was serving."""
-    rate_growth: float = 0.01
-    """Per clean answer the pace grows by this many requests/s: 1 % a second at any pace."""
+    rate_growth: float = 0.0002
+    """Per clean answer the pace grows by this fraction (multiplicative): back from a cut in about
+    500 answers at any rate, so the share of 429s does not grow as the limit shrinks."""
     cooldown_s: float = 1.0
     """429s of requests that started before the last cut count as one cut within this long."""
     window_s: float = 2.0
@@ -296,9 +297,9 @@ class EndpointLimiter:
             self._clean.append(now)
             self._set_limit(self.limit + (1.0 if self._slow_start else 1.0 / self.limit))
             if self._rate_from_headers and self._refill:
-                self._header_factor = min(1.0, self._header_factor + policy.rate_growth / self._refill)
+                self._header_factor = min(1.0, self._header_factor * (1.0 + policy.rate_growth))
             elif self.rate is not None:
-                self.rate += policy.rate_growth
+                self.rate *= 1.0 + policy.rate_growth
         self._follow_budget(parse_rate_limit_headers(headers), now)
 
     def _follow_budget(self, info: RateLimitHeaders, now: float) -> None:

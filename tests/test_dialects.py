@@ -238,3 +238,9 @@ def test_same_tokenizer_family():
     assert openai_chat.tokenizer_family == "tiktoken:o200k_base"
     assert caps("openai", "ft:gpt-4o-mini-2024-07-18:org::abc").tokenizer_family == "tiktoken:o200k_base"
     assert caps("openai", "o3-mini").generate_chat is False  # reasoning models refuse logprobs
+
+
+def test_the_docs_capability_table_is_the_declared_one():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "providers.md").read_text()
+    block = text.split("<!-- capabilities:begin", 1)[1].split("-->", 1)[1].split("<!-- capabilities:end -->", 1)[0]
+    assert block.strip() == dialects.capability_table().strip(), "regenerate with providers.dialects.capability_table()"
