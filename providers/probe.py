@@ -285,10 +285,18 @@ async def _check_prompt_logprobs(p: OpenAICompatibleProvider) -> str:
 
 
 async def _check_batch(p: OpenAICompatibleProvider) -> str:
+    assert p.scores_by_ids, "text prompts are scored one per request"
     p.score_via = "echo" if type(p).declared_capabilities(p.model).echo_scoring else "prompt_logprobs"
     requests = [ScoreRequest(context=PROBE_CONTEXT, continuation=" jumps"), ScoreRequest(context="It was", continuation=" a sunny day")]
     singles = [await p.score(r) for r in requests]
-    batched = await p.score_many(requests)
+    saved, p.max_batch_prompts = p.max_batch_prompts, len(requests)
+    try:
+        before = p.http.stats.by_path.get(p.score_path(), 0)
+        batched = await p.score_many(requests)
+        sent = p.http.stats.by_path.get(p.score_path(), 0) - before
+    finally:
+        p.max_batch_prompts = saved
+    assert sent == 1, f"{len(requests)} prompts took {sent} scoring requests"
     for single, batch in zip(singles, batched, strict=True):
         diff = max(abs(a.logprob - b.logprob) for a, b in zip(single.tokens, batch.tokens, strict=True))
         assert diff <= AGREEMENT_TOLERANCE, f"batched scores differ from single ones by {diff:.2e}"
