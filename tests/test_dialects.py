@@ -244,3 +244,27 @@ def test_the_docs_capability_table_is_the_declared_one():
     text = (Path(__file__).resolve().parent.parent / "docs" / "providers.md").read_text()
     block = text.split("<!-- capabilities:begin", 1)[1].split("-->", 1)[1].split("<!-- capabilities:end -->", 1)[0]
     assert block.strip() == dialects.capability_table().strip(), "regenerate with providers.dialects.capability_table()"
+
+
+def test_openrouter_routing_is_in_the_cache_key():
+    from providers.cache_key import cache_key
+    from providers.openrouter import ProviderRouting
+
+    body = {"model": "m", "prompt": "p", "max_tokens": 1}
+    pinned = cache_key("https://openrouter.ai/api/v1", "POST", "/completions", {**body, "provider": ProviderRouting(only=("deepinfra",)).body()})
+    other = cache_key("https://openrouter.ai/api/v1", "POST", "/completions", {**body, "provider": ProviderRouting(only=("together",)).body()})
+    assert pinned[0] != other[0]
+
+
+def test_dialect_flags_reach_the_config():
+    from blackbox_audit.cli import build_parser
+    from blackbox_audit.commands import UsageError, audit_config
+
+    base = ["audit", "--target-base-url", "https://openrouter.ai/api/v1", "--target-model", "m", "--reference-base-url", "http://127.0.0.1:8101/v1", "--reference-model", "r"]
+    args = build_parser().parse_args([*base, "--target-dialect", "openrouter", "--target-dialect-option", "only=deepinfra", "--target-dialect-option", "quantizations=bf16"])
+    config = audit_config(args)
+    assert config.target.dialect == "openrouter" and config.target.dialect_options == {"only": "deepinfra", "quantizations": "bf16"}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        audit_config(build_parser().parse_args([*base, "--target-dialect-option", "deepinfra"]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--target-dialect", "togther"])
