@@ -12,7 +12,7 @@ from typing import NoReturn, get_args
 from blackbox_audit.flags import add_audit_flags, add_endpoint_flags
 from blackbox_audit.records import Framing
 
-ENDPOINT_FIELDS = ("base_url", "model", "dialect", "api_key")
+ENDPOINT_FIELDS = ("base_url", "model", "dialect", "dialect_options", "api_key")
 
 
 class Parser(argparse.ArgumentParser):

@@ -19,6 +19,7 @@ from blackbox_audit.corpus import CorpusError
 from blackbox_audit.evaluate import EvalInputError, run_eval
 from blackbox_audit.outputs import OutputError
 from blackbox_audit.prefills import PrefillError
+from providers.dialects import parse_option_flags
 from providers.errors import ProviderError
 
 
@@ -44,7 +45,13 @@ def failure(exc: BaseException) -> tuple[int | None, str]:
 def _endpoint(args: argparse.Namespace) -> EndpointConfig:
     """The probe's and recorder's endpoint, validated like an audit's (a URL's userinfo set apart)."""
     try:
-        endpoint = EndpointConfig(base_url=args.base_url, model=args.model, dialect=args.dialect or "auto")
+        options = parse_option_flags(args.dialect_options)
+    except ValueError as exc:
+        raise UsageError(f"--dialect-option: {exc}") from None
+    try:
+        endpoint = EndpointConfig(
+            base_url=args.base_url, model=args.model, dialect=args.dialect or "auto", dialect_options=options
+        )
     except ValidationError as exc:
         raise UsageError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
     key = resolve_api_key(args.api_key, endpoint.base_url)
@@ -66,6 +73,7 @@ def run_probe(args: argparse.Namespace) -> int:
             endpoint.base_url,
             endpoint.model,
             dialect=endpoint.dialect,
+            options=endpoint.dialect_options,
             api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
             basic_auth=endpoint.basic_auth,
             retry=RetryPolicy(max_attempts=2, max_backoff_s=2.0),
@@ -154,6 +162,7 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
             endpoint.base_url,
             endpoint.model,
             dialect=endpoint.dialect,
+            options=endpoint.dialect_options,
             api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
             basic_auth=endpoint.basic_auth,
             transport=RecordingTransport(out, meta),

@@ -28,7 +28,7 @@ from pydantic import (
 from blackbox_audit.framing import DEFAULT_USER_TEMPLATE
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.records import Framing, ScoreName
-from providers.registry import Dialect, service_key_variables
+from providers.dialects import DialectChoice, service_key_variables
 from providers.tokenizer import LocalTokenizer
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -79,9 +79,17 @@ class EndpointConfig(BaseModel):
 
     base_url: str = Field(description="the {role}'s OpenAI-compatible base URL, e.g. http://127.0.0.1:8101/v1")
     model: str = Field(min_length=1, description="the {role}'s model name, as the endpoint serves it")
-    dialect: Dialect = Field(
+    dialect: DialectChoice = Field(
         "auto",
-        description="endpoint dialect (auto: api.openai.com is openai, a server answering /version is vllm)",
+        description=(
+            "endpoint dialect (auto: a hosted service by its host name, a server answering /version is vllm;"
+            " docs/providers.md)"
+        ),
+    )
+    dialect_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="a dialect's own setting, repeatable (openrouter: only=, order=, quantizations=, require_parameters=)",
+        json_schema_extra={"flag": "dialect-option", "metavar": "KEY=VALUE"},
     )
     api_key: SecretStr | None = Field(
         None,

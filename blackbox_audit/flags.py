@@ -17,7 +17,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
-from blackbox_audit.config import ROLES, AuditConfig, EndpointConfig, api_key_variables
+from blackbox_audit.config import ROLES, AuditConfig, ConfigError, EndpointConfig, api_key_variables
+from providers.dialects import parse_option_flags
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ def _add(
         group.add_argument(flag, dest=dest, action="store_const", const=True, help=help_text)
         return FieldFlag(location, flag, dest)
     kwargs: dict[str, Any] = {"dest": dest, "help": help_text + _default_text(info)}
+    if get_origin(base) is dict:  # KEY=VALUE, repeatable
+        group.add_argument(flag, dest=dest, action="append", metavar=extra.get("metavar", "KEY=VALUE"), help=help_text)
+        return FieldFlag(location, flag, dest)
     if get_origin(base) is Literal:
         kwargs["choices"] = get_args(base)
         extra.setdefault("metavar", "|".join(get_args(base)))
@@ -154,6 +158,11 @@ def overrides_from(args: argparse.Namespace, flags: list[FieldFlag]) -> tuple[di
             given = value is not None
         if not given:
             continue
+        if isinstance(value, list):  # KEY=VALUE flags
+            try:
+                value = parse_option_flags(value)
+            except ValueError as exc:
+                raise ConfigError(f"{flag.flag}: {exc}") from None
         role, _, name = flag.location.rpartition(".")
         (overrides.setdefault(role, {}) if role else overrides)[name] = value
     return overrides, names

@@ -70,7 +70,7 @@ async def audit(
     try:
         async with _endpoints(config, hooks, transports, retry, sleep) as (target, reference, control):
             shared = await _shared_tokenizer(target, reference)
-            tokenizer = tokenizer_for(target)
+            tokenizer = await tokenizer_for(target)
             with timer.stage("prefills"), hooks.stage("prefills", config.limit or len(documents), "prefill") as advance:
                 prefills, skipped = await select_prefills(
                     documents, tokenizer, k=config.prefill_tokens, seed=config.seed, limit=config.limit,
@@ -127,7 +127,7 @@ async def _endpoints(
             endpoint = getattr(config, role)
             label = role.replace("_", "-")
             opened[role] = provider = await connect(
-                endpoint.base_url, endpoint.model, dialect=endpoint.dialect,
+                endpoint.base_url, endpoint.model, dialect=endpoint.dialect, options=endpoint.dialect_options,
                 api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
                 basic_auth=endpoint.basic_auth, cache=cache, transport=transports(role),
                 max_concurrency=endpoint.max_concurrency, retry=retry, sleep=sleep, role=label,
@@ -215,11 +215,10 @@ TOKENIZER_PROBE = "Tokenizers differ: naïve café, 東京, 1234567, def f(x): r
 
 
 async def _shared_tokenizer(target: OpenAICompatibleProvider, reference: OpenAICompatibleProvider) -> bool:
-    """Whether both endpoints tokenize like one tokenizer (same ids for a probe text with
-    words, digits, code and non-ASCII). Two cached /tokenize calls; False when either cannot."""
-    if not (target.capabilities.tokenize and reference.capabilities.tokenize):
-        return False
-    if target.dialect == "openai" or reference.dialect == "openai":
-        return False
+    """Whether both endpoints tokenize like one tokenizer: as their capabilities declare, else
+    the same ids for a probe text with words, digits, code and non-ASCII (two cached calls)."""
+    declared = target.capabilities.same_tokenizer_family(reference.capabilities)
+    if declared is not None:
+        return declared
     ids = [await p.tokenize(TOKENIZER_PROBE, add_special_tokens=False) for p in (target, reference)]
     return ids[0] == ids[1]

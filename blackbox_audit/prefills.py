@@ -1,7 +1,8 @@
 """Stage 1: prefills, the first k tokens of each document under the *target's* tokenizer.
 
-Tokenizers, best first: the target endpoint's own (/tokenize on vLLM), tiktoken for OpenAI
-models, and as a documented fallback a GPT-2-style pre-tokenizer regex (words, numbers and
+Tokenizers, best first: the target endpoint's own (its /tokenize, a local copy of its
+tokenizer.json, tiktoken for OpenAI models), and as a documented fallback a GPT-2-style
+pre-tokenizer regex (words, numbers and
 punctuation runs with their leading space), which approximates a BPE token by a word piece.
 Documents are visited in a seeded shuffled order, identical prefills are dropped, and the
 selection stops at `limit`; a prefill must be a literal prefix of its document.
@@ -16,12 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import tiktoken
-
 from blackbox_audit.pool import map_bounded
 from blackbox_audit.records import Document, Prefill
 from providers.errors import CapabilityError
-from providers.openai import tiktoken_encoding
 from providers.openai_compatible import OpenAICompatibleProvider
 
 FALLBACK_PATTERN = re.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\w+| ?[^\s\w]+|\s+(?!\S)|\s+""")
@@ -63,16 +61,6 @@ class EndpointTokenizer:
 
 
 @dataclass
-class TiktokenTokenizer:
-    encoding: tiktoken.Encoding
-    name: str = "tiktoken"
-
-    async def first_tokens(self, text: str, k: int) -> str | None:
-        ids = self.encoding.encode(_head(text, k), disallowed_special=())
-        return self.encoding.decode(ids[:k]) if len(ids) >= k else None
-
-
-@dataclass
 class RegexTokenizer:
     """The fallback when the target exposes no tokenizer: word pieces, not real tokens."""
 
@@ -83,15 +71,19 @@ class RegexTokenizer:
         return "".join(pieces[:k]) if len(pieces) >= k else None
 
 
-def tokenizer_for(target: OpenAICompatibleProvider) -> PrefillTokenizer:
-    if target.capabilities.tokenize and target.dialect != "openai":
-        return EndpointTokenizer(target)
-    if target.dialect == "openai":
+async def tokenizer_for(target: OpenAICompatibleProvider) -> PrefillTokenizer:
+    """The target's own tokenizer wherever it has one (its server's, a local copy, tiktoken),
+    else word pieces: also when the declared one cannot load here (tiktoken's files for newer
+    encodings are downloaded, and this machine may be offline)."""
+    kind = target.capabilities.prefill_tokenizer
+    if kind == "regex-fallback":
+        return RegexTokenizer()
+    if kind == "tiktoken":
         try:
-            return TiktokenTokenizer(tiktoken_encoding(target.model))
+            await target.tokenize("The", add_special_tokens=False)
         except CapabilityError:
-            pass
-    return RegexTokenizer()
+            return RegexTokenizer()
+    return EndpointTokenizer(target, name=kind)
 
 
 def prefill_id(text: str) -> str:

@@ -38,6 +38,23 @@ ANSWER_FIELDS = frozenset(
         "tokens",
         "chat_template",
         "include_stop_str_in_output",
+        # Fireworks: raw_output changes the answer's shape; echo_last which prompt tokens come back
+        "raw_output",
+        "echo_last",
+        # OpenRouter: provider routing decides which upstream (weights, quantization) answers
+        "provider",
+        # SGLang's native /generate
+        "input_ids",
+        "text",
+        "sampling_params",
+        "return_logprob",
+        "logprob_start_len",
+        "top_logprobs_num",
+        "return_text_in_logprobs",
+        # llama.cpp's /tokenize
+        "content",
+        "add_special",
+        "with_pieces",
     }
 )
 IGNORED_FIELDS = frozenset({"stream", "user"})

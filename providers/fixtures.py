@@ -15,7 +15,17 @@ from typing import Any
 from providers.atomic import atomic_write
 
 FIXTURE_FORMAT = 1
-_KEPT_RESPONSE_HEADERS = ("content-type", "retry-after", "retry-after-ms")
+_KEPT_RESPONSE_HEADERS = (
+    "content-type",
+    "retry-after",
+    "retry-after-ms",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
 
 
 def canonical_json(value: Any) -> str:

@@ -29,20 +29,42 @@ def is_openai_host(base_url: str) -> bool:
     return urlsplit(base_url).hostname == OPENAI_HOST
 
 
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+"""Reasoning models refuse logprobs (403)."""
+
+
+def encoding_name(model: str) -> str | None:
+    """tiktoken's encoding for `model` (fine-tunes `ft:base:org::id` included), from its name
+    alone: no download. None when tiktoken does not know the model."""
+    try:
+        return tiktoken.model.encoding_name_for_model(model)
+    except KeyError:
+        return None
+
+
+def is_reasoning_model(model: str) -> bool:
+    base = model.removeprefix("ft:")
+    return base.startswith(REASONING_PREFIXES)
+
+
 def openai_capabilities(model: str) -> Capabilities:
-    legacy = model in LEGACY_COMPLETION_MODELS
+    legacy = model.removeprefix("ft:").split(":")[0] in LEGACY_COMPLETION_MODELS
     echo = model in ECHO_SCORING_MODELS
+    reasoning = is_reasoning_model(model)
+    encoding = encoding_name(model)
     return Capabilities(
         generate_raw=legacy,
-        generate_chat=not legacy,
+        generate_chat=not legacy and not reasoning,
         chat_prefill=False,
         echo_scoring=echo,
         prompt_logprobs=False,
-        tokenize=echo,
+        tokenizer="tiktoken" if encoding else "none",
         chat_tokenize=False,
         token_id_prompts=legacy,
         batch_prompts=legacy,
         max_top_logprobs=5 if legacy else 20,
+        echo_token_texts=echo,
+        tokenizer_family=f"tiktoken:{encoding}" if encoding else None,
     )
 
 
@@ -66,14 +88,21 @@ def tiktoken_encoding(model: str) -> tiktoken.Encoding:
 class OpenAIProvider(OpenAICompatibleProvider):
     dialect: ClassVar[str] = "openai"
 
+    @classmethod
+    def declared_capabilities(cls, model: str) -> Capabilities:
+        return openai_capabilities(model)
+
     @cached_property
     def encoding(self) -> tiktoken.Encoding:
         return tiktoken_encoding(self.model)
 
     async def tokenize(self, prompt: Prompt, *, add_special_tokens: bool = True) -> list[int]:
-        if is_chat(prompt) or not self.capabilities.tokenize:
+        if is_chat(prompt) or self.capabilities.tokenizer != "tiktoken":
             raise CapabilityError(f"{self.wire.provider}: no local tokenizer for this prompt")
         return self.encoding.encode(prompt, disallowed_special=())
 
     async def detokenize(self, token_ids: Sequence[int]) -> str:
         return self.encoding.decode(list(token_ids))
+
+
+ADAPTER = OpenAIProvider

@@ -9,6 +9,14 @@ Scoring a continuation (the continuation is the unit of truth):
    first token is reported (`alignment="widened"`, `n_context_chars`);
 3. one echo (or `prompt_logprobs`) request on the concatenated ids, several per request
    when the endpoint takes a list of prompts; the last len(continuation ids) are kept.
+
+An endpoint that takes no token ids but echoes each prompt token's text (`echo_token_texts`:
+Together, Fireworks, DeepInfra) is sent the text context + continuation instead, and the
+continuation is located by the echoed texts, which must spell it exactly (`Wire.align_echoed_text`).
+
+Dialects override small hooks, never the flow: request bodies (`generate_body`, `score_body`,
+`score_text_body`, `tokenize_request`, `detokenize_request`) and parsers (`_parse_generation`,
+`_parse_chat_generation`, `parse_scored`, `echoed_prompt_tokens`, `parse_detokenized`).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import anyio
+from pydantic import BaseModel, ValidationError
 
 from providers.errors import AlignmentError, CapabilityError, first_error
 from providers.http import HttpClient
@@ -34,7 +43,7 @@ from providers.records import (
     is_chat,
 )
 from providers.tokenizer import CHECK_TEXTS, LocalTokenizer, TokenizerMismatchError
-from providers.wire import Wire
+from providers.wire import EchoedToken, Wire
 
 ScoreVia = Literal["echo", "prompt_logprobs"]
 
@@ -50,12 +59,42 @@ class _Prepared:
     n_context_chars: int
 
 
+GENERIC_CAPABILITIES = Capabilities(
+    generate_raw=True,
+    generate_chat=True,
+    chat_prefill=False,
+    echo_scoring=False,
+    prompt_logprobs=False,
+    tokenizer="none",
+    chat_tokenize=False,
+    token_id_prompts=False,
+    batch_prompts=False,
+    max_top_logprobs=5,
+)
+"""What we assume of an unknown server until it is declared or probed (blackbox-audit probe)."""
+
+
 class OpenAICompatibleProvider:
     """Any OpenAI-compatible server; abilities are declared (or probed) in `capabilities`."""
 
     dialect: ClassVar[str] = "generic"
     echo_max_tokens: ClassVar[int] = 0
+    """max_tokens of an echo scoring request; the generated tokens (their count from `usage`)
+    are dropped from the end of the echo."""
     stop_token_in_logprobs: ClassVar[bool] = False
+    completion_logprobs: ClassVar[int] = 0
+    """`logprobs` on /completions generation: 0 asks for the sampled token's alone (vLLM, OpenAI);
+    services that read 0 as "none" get 1."""
+    chat_top_logprobs: ClassVar[int] = 0
+    """`top_logprobs` next to `logprobs: true` on chat generation (DeepInfra and llama.cpp need 1)."""
+    null_logprobs_hint: ClassVar[str] = ""
+    options_model: ClassVar[type[BaseModel] | None] = None
+    """The dialect's own settings (OpenRouter's provider routing), validated from `options`."""
+
+    @classmethod
+    def declared_capabilities(cls, model: str) -> Capabilities:
+        """What this dialect promises for `model`, per its service's published reference."""
+        return GENERIC_CAPABILITIES
 
     def __init__(
         self,
@@ -65,16 +104,32 @@ class OpenAICompatibleProvider:
         *,
         score_via: ScoreVia | None = None,
         max_batch_prompts: int = 16,
+        options: BaseModel | dict[str, Any] | None = None,
     ):
         self.http = http
         self.model = model
         self.capabilities = capabilities
-        self.wire = Wire(f"{self.dialect} {http.base_url} ({model})")
+        self.options = self.validate_options(options)
+        self.wire = Wire(f"{self.dialect} {http.base_url} ({model})", null_logprobs_hint=self.null_logprobs_hint)
         self.score_via: ScoreVia = score_via or ("echo" if capabilities.echo_scoring else "prompt_logprobs")
         self.max_batch_prompts = max_batch_prompts if capabilities.batch_prompts else 1
         self.server_version: str | None = None
         self.local_tokenizer: LocalTokenizer | None = None
-        self.tokenizer_source = "server" if capabilities.tokenize else "none"
+        self.tokenizer_source = capabilities.tokenizer
+
+    @classmethod
+    def validate_options(cls, options: BaseModel | dict[str, Any] | None) -> BaseModel | None:
+        if cls.options_model is None:
+            if options:
+                raise CapabilityError(f"the {cls.dialect} dialect takes no dialect options (got {options!r})")
+            return None
+        if isinstance(options, cls.options_model):
+            return options
+        try:
+            return cls.options_model.model_validate(options or {})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise CapabilityError(f"{cls.dialect} dialect options: {problems}") from None
 
     @property
     def base_url(self) -> str:
@@ -105,12 +160,13 @@ class OpenAICompatibleProvider:
 
     def check_can_score(self, context: Prompt) -> None:
         caps = self.capabilities
+        by_text = caps.echo_scoring and caps.echo_token_texts and not is_chat(context)
         missing = [
             name
             for name, ok in (
                 ("echo or prompt_logprobs scoring", caps.echo_scoring or caps.prompt_logprobs),
-                ("tokenization (/tokenize or a local tokenizer)", caps.tokenize),
-                ("token-id prompts", caps.token_id_prompts),
+                ("tokenization (/tokenize or a local tokenizer)", caps.tokenize or by_text),
+                ("token-id prompts", caps.token_id_prompts or by_text),
                 ("chat-template tokenization", caps.chat_tokenize or not is_chat(context)),
             )
             if not ok
@@ -142,10 +198,10 @@ class OpenAICompatibleProvider:
         if is_chat(request.prompt):
             body["messages"] = [m.model_dump() for m in request.prompt]
             body["logprobs"] = True
-            body["top_logprobs"] = 0
+            body["top_logprobs"] = self.chat_top_logprobs
             return "/chat/completions", body
         body["prompt"] = request.prompt
-        body["logprobs"] = 0
+        body["logprobs"] = self.completion_logprobs
         return "/completions", body
 
     async def generate(self, request: GenerateRequest) -> Generation:
@@ -209,7 +265,7 @@ class OpenAICompatibleProvider:
         """Tokenize raw text in process from now on, once `tokenizer` gave the server's exact ids
         (with and without special tokens) and decoded texts on CHECK_TEXTS. A server without
         /tokenize cannot check it: it is adopted on the caller's word, and says so."""
-        checked = self.capabilities.tokenize
+        checked = self.capabilities.tokenizer == "server"
         if checked:
             cases = [(text, special) for text in CHECK_TEXTS for special in (True, False)]
             server_ids = await _gather(*(self.tokenize(text, add_special_tokens=s) for text, s in cases))
@@ -231,7 +287,8 @@ class OpenAICompatibleProvider:
                     )
         self.local_tokenizer = tokenizer
         self.tokenizer_source = f"local {tokenizer.path} ({'matches the server' if checked else 'unchecked: no /tokenize'})"
-        self.capabilities = self.capabilities.model_copy(update={"tokenize": True})
+        if not checked:  # the server stays the truth where it tokenizes; elsewhere this is the tokenizer now
+            self.capabilities = self.capabilities.model_copy(update={"tokenizer": "local"})
 
     def _tokenizes_locally(self, prompt: Prompt) -> bool:
         """Raw text, once a tokenizer is adopted; chat templates stay the server's."""
@@ -240,8 +297,21 @@ class OpenAICompatibleProvider:
     async def tokenize(self, prompt: Prompt, *, add_special_tokens: bool = True) -> list[int]:
         if self._tokenizes_locally(prompt):
             return self.local_tokenizer.encode(prompt, add_special_tokens=add_special_tokens)  # type: ignore[union-attr]
-        if not self.capabilities.tokenize or (is_chat(prompt) and not self.capabilities.chat_tokenize):
+        if self.capabilities.tokenizer not in ("server", "local") or (is_chat(prompt) and not self.capabilities.chat_tokenize):
             raise CapabilityError(f"{self.wire.provider} has no tokenizer for this prompt")
+        path, body = self.tokenize_request(prompt, add_special_tokens)
+        return await self.http.request("POST", path, body, self.wire.tokenize)
+
+    async def detokenize(self, token_ids: Sequence[int]) -> str:
+        if self.local_tokenizer is not None:
+            return self.local_tokenizer.decode(token_ids)
+        if self.capabilities.tokenizer != "server":
+            raise CapabilityError(f"{self.wire.provider} has no detokenizer")
+        path, body = self.detokenize_request(token_ids)
+        return await self.http.request("POST", path, body, self.parse_detokenized)
+
+    def tokenize_request(self, prompt: Prompt, add_special_tokens: bool) -> tuple[str, dict[str, Any]]:
+        """vLLM's /tokenize body; the chat form applies the server's chat template."""
         body: dict[str, Any] = {"model": self.model}
         if is_chat(prompt):
             prefill = ends_with_prefill(prompt)
@@ -252,17 +322,22 @@ class OpenAICompatibleProvider:
             )
         else:
             body.update(prompt=prompt, add_special_tokens=add_special_tokens)
-        return await self.http.request("POST", self.tokenize_path("/tokenize"), body, self.wire.tokenize)
+        return self.tokenize_path("/tokenize"), body
 
-    async def detokenize(self, token_ids: Sequence[int]) -> str:
-        if self.local_tokenizer is not None:
-            return self.local_tokenizer.decode(token_ids)
-        body = {"model": self.model, "tokens": list(token_ids)}
-        return await self.http.request("POST", self.tokenize_path("/detokenize"), body, self.wire.detokenize)
+    def detokenize_request(self, token_ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
+        return self.tokenize_path("/detokenize"), {"model": self.model, "tokens": list(token_ids)}
+
+    def parse_detokenized(self, payload: Any) -> str:
+        return self.wire.detokenize(payload)
 
     def tokenize_path(self, path: str) -> str:
-        """vLLM serves /tokenize beside /v1, not under it."""
+        """Where the tokenizer routes live: beside /v1 on vLLM, SGLang and llama.cpp."""
         return path
+
+    @property
+    def root_url(self) -> str:
+        """The server's root, for routes that sit beside /v1 rather than under it."""
+        return self.base_url.removesuffix("/v1")
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -272,6 +347,8 @@ class OpenAICompatibleProvider:
     async def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoredContinuation]:
         for request in requests:
             self.check_can_score(request.context)
+        if not self.scores_by_ids:
+            return await _gather(*(self._score_text(r) for r in requests))
         if all(self._tokenizes_locally(r.context) for r in requests):
             # In-process tokenization never waits: one task per request would only add overhead.
             prepared = [await self._prepare(r) for r in requests]
@@ -323,6 +400,16 @@ class OpenAICompatibleProvider:
         alignment = "exact" if n_context_chars == 0 else "widened"
         return _Prepared(joint_ids, len(joint_ids) - shared, alignment, covered, n_context_chars)
 
+    @property
+    def scores_by_ids(self) -> bool:
+        """Token ids go to the endpoint when it takes them and we can make them; otherwise the
+        text goes, and the echoed token texts locate the continuation."""
+        caps = self.capabilities
+        return caps.token_id_prompts and caps.tokenize
+
+    def score_path(self) -> str:
+        return "/completions"
+
     def score_body(self, prompt_ids: list[int]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "prompt": prompt_ids}
         if self.score_via == "echo":
@@ -331,28 +418,36 @@ class OpenAICompatibleProvider:
             body.update(max_tokens=1, prompt_logprobs=0, temperature=0.0)
         return body
 
+    def parse_scored(self, payload: Any, prompt_ids: list[int], n_scored: int) -> list[TokenLogprob]:
+        """The last `n_scored` prompt tokens' logprobs from one prompt's answer."""
+        choice = self.wire.choices(payload, 1)[0]
+        if self.score_via == "echo":
+            n_generated = self.wire.usage(payload).completion_tokens if self.echo_max_tokens else 0
+            return self.wire.echo_logprobs(choice, 0, prompt_ids, n_scored, n_generated=n_generated)
+        entries = self.wire.get(choice, "prompt_logprobs", "choices[0].prompt_logprobs")
+        return self.wire.prompt_logprobs(entries, "choices[0].prompt_logprobs", prompt_ids, n_scored)
+
+    def merge_score_bodies(self, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+        return _merge_prompts(bodies)
+
+    def split_scored(self, payload: Any, k: int) -> list[Any]:
+        return _split_choices(payload, k, 1)
+
     async def _score_prepared(self, chunk: list[_Prepared]) -> list[ScoredContinuation]:
         bodies = [self.score_body(p.prompt_ids) for p in chunk]
 
         def parse_one(p: _Prepared):
-            def parse(payload: Any) -> list[TokenLogprob]:
-                choice = self.wire.choices(payload, 1)[0]
-                if self.score_via == "echo":
-                    return self.wire.echo_logprobs(choice, 0, p.prompt_ids, p.n_scored)
-                entries = self.wire.get(choice, "prompt_logprobs", "choices[0].prompt_logprobs")
-                return self.wire.prompt_logprobs(entries, "choices[0].prompt_logprobs", p.prompt_ids, p.n_scored)
-
-            return parse
+            return lambda payload: self.parse_scored(payload, p.prompt_ids, p.n_scored)
 
         if len(chunk) == 1:
-            token_lists = [await self.http.request("POST", "/completions", bodies[0], parse_one(chunk[0]))]
+            token_lists = [await self.http.request("POST", self.score_path(), bodies[0], parse_one(chunk[0]))]
         else:
             parsers = [parse_one(p) for p in chunk]
             token_lists = await self.http.request_batch(
-                "/completions",
+                self.score_path(),
                 bodies,
-                merge=_merge_prompts,
-                split=lambda payload, k: _split_choices(payload, k, 1),
+                merge=self.merge_score_bodies,
+                split=self.split_scored,
                 parse=parsers,
             )
         return [
@@ -364,6 +459,50 @@ class OpenAICompatibleProvider:
             )
             for p, tokens in zip(chunk, token_lists, strict=True)
         ]
+
+
+    # -- scoring text prompts by the echoed token texts ------------------------------------
+
+    def score_text_body(self, prompt: str) -> dict[str, Any]:
+        return {"model": self.model, "prompt": prompt, "echo": True, "max_tokens": self.echo_max_tokens, "logprobs": 1}
+
+    echo_field: ClassVar[str] = "choices[0].logprobs"
+    """Where `echoed_prompt_tokens` reads the echo, for error messages."""
+
+    def echoed_prompt_tokens(self, payload: Any) -> list[EchoedToken]:
+        """The prompt's tokens from an OpenAI-shaped echo: `choices[0].logprobs`, the generated
+        tokens (`usage.completion_tokens` of them) dropped from the end."""
+        choice = self.wire.choices(payload, 1)[0]
+        logprobs = self.wire.logprobs_of(choice, "logprobs", "choices[0].logprobs")
+        texts = self.wire.get(logprobs, "tokens", "choices[0].logprobs.tokens")
+        values = self.wire.get(logprobs, "token_logprobs", "choices[0].logprobs.token_logprobs")
+        if not isinstance(texts, list) or not isinstance(values, list) or len(texts) != len(values):
+            raise self.wire.fail("choices[0].logprobs", "tokens and token_logprobs are not lists of one length")
+        ids = logprobs.get("token_ids") if isinstance(logprobs, dict) else None
+        if ids is not None:
+            ids = self.wire.token_ids(ids, "choices[0].logprobs.token_ids", len(texts))
+        n_generated = 0
+        if self.echo_max_tokens:
+            n_generated = self.wire.usage(payload).completion_tokens
+            if n_generated > len(texts):
+                raise self.wire.fail("usage.completion_tokens", f"{n_generated} generated tokens but only {len(texts)} echoed")
+        keep = len(texts) - n_generated
+        for j in range(keep):
+            if not isinstance(texts[j], str):
+                raise self.wire.fail(f"choices[0].logprobs.tokens[{j}]", f"expected text, got {texts[j]!r}")
+        return [EchoedToken(texts[j], values[j], None if ids is None else ids[j]) for j in range(keep)]
+
+    async def _score_text(self, request: ScoreRequest) -> ScoredContinuation:
+        if not isinstance(request.context, str):
+            raise CapabilityError(f"{self.wire.provider} scores raw text only (no chat template as token ids)")
+        context = request.context
+
+        def parse(payload: Any) -> ScoredContinuation:
+            echoed = self.echoed_prompt_tokens(payload)
+            return self.wire.align_echoed_text(echoed, context, request.continuation, self.echo_field)
+
+        body = self.score_text_body(context + request.continuation)
+        return await self.http.request("POST", self.score_path(), body, parse)
 
 
 def _append(context: Prompt, continuation: str) -> Prompt:
@@ -420,3 +559,6 @@ def _groups_of_equal_settings(indices: list[int], plans: list[tuple[str, dict[st
         settings = repr(sorted((k, v) for k, v in plans[i][1].items() if k != "prompt"))
         groups.setdefault(settings, []).append(i)
     return [g[s : s + size] for g in groups.values() for s in range(0, len(g), size)]
+
+
+ADAPTER = OpenAICompatibleProvider

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from providers.errors import ResponseShapeError
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.probe import probe
 from providers.records import ChatMessage, GenerateRequest, ScoreRequest
@@ -19,6 +20,9 @@ SCORE_CASES = (
     ScoreRequest(context="import numpy as np\n", continuation="x = np.zeros((3, 3))\nprint(x.sum())"),
     ScoreRequest(context=(SYSTEM, USER, ChatMessage(role="assistant", content="The")), continuation=" weather is lovely."),
 )
+
+RAW_SCORE_CASES = tuple(case for case in SCORE_CASES if isinstance(case.context, str))
+"""What text-only scorers (no chat template as token ids) are asked."""
 
 Scenario = Callable[[OpenAICompatibleProvider], Awaitable[Any]]
 
@@ -57,6 +61,29 @@ async def run_probe(p: OpenAICompatibleProvider) -> Any:
     return await probe(p)
 
 
+async def score_raw(p: OpenAICompatibleProvider) -> Any:
+    """The raw-text cases, by whichever scoring the dialect declares (ids, or echoed texts)."""
+    return await p.score_many(RAW_SCORE_CASES)
+
+
+async def echo_forced(p: OpenAICompatibleProvider) -> Any:
+    """What an echo scoring request gets from a server that declares no echo (llama.cpp ignores
+    it): the answer must be refused, never scored. Returns the refusal; last in a scenario list,
+    since it switches echo on."""
+    p.capabilities = p.capabilities.model_copy(update={"echo_scoring": True})
+    p.score_via = "echo"
+    try:
+        scored = await p.score(RAW_SCORE_CASES[0])
+    except ResponseShapeError as exc:
+        return exc
+    raise AssertionError(f"{p.dialect}: an echo that covers {len(scored.tokens)} tokens was accepted from a server that ignores echo")
+
+
+async def tokenize_round_trip(p: OpenAICompatibleProvider) -> Any:
+    ids = await p.tokenize(RAW_PROMPTS[0], add_special_tokens=False)
+    return ids, await p.detokenize(ids)
+
+
 SCENARIOS: dict[str, tuple[Scenario, ...]] = {
     "vllm": (
         generate_raw_greedy,
@@ -69,6 +96,13 @@ SCENARIOS: dict[str, tuple[Scenario, ...]] = {
     ),
     "openai": (generate_chat,),
     "generic": (generate_raw_greedy, generate_chat),
+    # Built from the services' published references (scripts/build_dialect_fixtures.py):
+    "together": (generate_raw_greedy, generate_raw_sampled, generate_chat, score_raw),
+    "fireworks": (generate_raw_greedy, generate_chat, score_raw),
+    "deepinfra": (generate_raw_greedy, generate_chat, score_raw),
+    "openrouter": (generate_raw_greedy, generate_chat),
+    "sglang": (generate_raw_greedy, generate_chat, generate_chat_prefill, score_raw, tokenize_round_trip),
+    "llamacpp": (generate_raw_greedy, generate_chat, generate_chat_prefill, tokenize_round_trip, echo_forced),
 }
 
 

@@ -94,24 +94,72 @@ class ScoredContinuation(Record):
     n_context_chars: int = 0
 
 
+TokenizerKind = Literal["server", "tiktoken", "local", "none"]
+"""Where an endpoint's raw text is tokenized: its own /tokenize ("server"), tiktoken in process
+(OpenAI's published encodings), an adopted tokenizer.json in process ("local"), or nowhere."""
+
+PrefillTokenizerKind = Literal["server", "tiktoken", "local", "regex-fallback"]
+
+LogprobKind = Literal["raw", "processed", "unknown"]
+"""Whether generated tokens' logprobs are the model's own ("raw": before temperature, top-p and
+penalties) or the sampling distribution's ("processed"); "unknown" until the probe measures it."""
+
+
 class Capabilities(Record):
-    """What an endpoint can do; checked before the first request."""
+    """What an endpoint can do, declared by its dialect and checked before the first request.
+
+    The pipeline asks these, never the dialect's name: `generate_raw` / `generate_chat` (with the
+    logprobs of the generated tokens), `chat_prefill`, `can_score_raw` / `can_score_chat`,
+    `prefill_tokenizer`, `same_tokenizer_family(other)`, `max_top_logprobs`, `batch_prompts`.
+    """
 
     generate_raw: bool
     generate_chat: bool
     chat_prefill: bool
     echo_scoring: bool
     prompt_logprobs: bool
-    tokenize: bool
+    tokenizer: TokenizerKind
     chat_tokenize: bool
     token_id_prompts: bool
     batch_prompts: bool
-    max_top_logprobs: int
+    max_top_logprobs: int = Field(ge=0)
+    echo_token_texts: bool = False
+    """The echo names every prompt token's text, so a text prompt can be scored without a
+    tokenizer: the continuation is located by the texts, which must spell it exactly."""
+    generation_logprobs: LogprobKind = "unknown"
+    tokenizer_family: str | None = None
+    """A name for the vocabulary when the dialect knows it ("tiktoken:o200k_base"); None when only
+    comparing token ids can tell whether two endpoints share a tokenizer."""
+
+    @property
+    def tokenize(self) -> bool:
+        """Raw text can be turned into this endpoint's token ids (server, tiktoken or local)."""
+        return self.tokenizer != "none"
 
     @property
     def can_score_raw(self) -> bool:
-        return (self.echo_scoring or self.prompt_logprobs) and self.tokenize and self.token_id_prompts
+        scoring = self.echo_scoring or self.prompt_logprobs
+        by_ids = self.tokenize and self.token_id_prompts
+        return scoring and (by_ids or (self.echo_scoring and self.echo_token_texts))
 
     @property
     def can_score_chat(self) -> bool:
-        return self.can_score_raw and self.chat_tokenize
+        """Chat-framed scoring needs the endpoint's own chat template as token ids."""
+        return (self.echo_scoring or self.prompt_logprobs) and self.tokenize and self.token_id_prompts and self.chat_tokenize
+
+    @property
+    def prefill_tokenizer(self) -> PrefillTokenizerKind:
+        """How to cut prefills in the target's own tokens: `provider.tokenize` / `detokenize` work
+        for raw text whenever this is not "regex-fallback" (a documented word-piece approximation)."""
+        return "regex-fallback" if self.tokenizer == "none" else self.tokenizer
+
+    def same_tokenizer_family(self, other: Capabilities) -> bool | None:
+        """True / False when the declared facts decide whether two endpoints tokenize alike;
+        None when only comparing their token ids on a probe text can tell."""
+        if not (self.tokenize and other.tokenize):
+            return False
+        if self.tokenizer_family is not None and other.tokenizer_family is not None:
+            return self.tokenizer_family == other.tokenizer_family
+        if (self.tokenizer == "tiktoken") != (other.tokenizer == "tiktoken"):
+            return False  # OpenAI's vocabularies are served by OpenAI alone
+        return None

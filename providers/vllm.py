@@ -14,17 +14,24 @@ VLLM_CAPABILITIES = Capabilities(
     chat_prefill=True,
     echo_scoring=True,
     prompt_logprobs=True,
-    tokenize=True,
+    tokenizer="server",
     chat_tokenize=True,
     token_id_prompts=True,
     batch_prompts=True,
     max_top_logprobs=20,
+    echo_token_texts=True,
+    generation_logprobs="raw",
 )
+"""`--max-logprobs` defaults to 20; sampled tokens' logprobs are raw by default (`--logprobs-mode`)."""
 
 
 class VLLMProvider(OpenAICompatibleProvider):
     dialect: ClassVar[str] = "vllm"
     stop_token_in_logprobs: ClassVar[bool] = True
+
+    @classmethod
+    def declared_capabilities(cls, model: str) -> Capabilities:
+        return VLLM_CAPABILITIES
 
     def generate_body(self, request: GenerateRequest) -> tuple[str, dict[str, Any]]:
         path, body = super().generate_body(request)
@@ -37,7 +44,7 @@ class VLLMProvider(OpenAICompatibleProvider):
         return {**super().score_body(prompt_ids), "return_token_ids": True}
 
     def tokenize_path(self, path: str) -> str:
-        return self.base_url.removesuffix("/v1") + path
+        return self.root_url + path
 
     async def served_folder(self) -> Path | None:
         """The folder the server loaded the model from (`root` in GET /models), when it exists on
@@ -52,3 +59,6 @@ class VLLMProvider(OpenAICompatibleProvider):
 
         root = await self.http.request("GET", "/models", None, root_of)
         return Path(root) if root and Path(root).is_dir() else None
+
+
+ADAPTER = VLLMProvider

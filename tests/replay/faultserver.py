@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from providers.fixtures import Exchange, canonical_json, exchange_key, load_exchanges
 
@@ -190,6 +191,118 @@ MISSING = object()
 """Pass as the value to delete the logprob instead of replacing it."""
 
 
+# Transforms in the other dialects' shapes (fixtures/<dialect>-smollm2). Each corrupts what that
+# dialect's parser reads, the way its service's reference (or a known bug) says it can go wrong.
+
+
+def ignore_echo() -> Callable[[Body], Body]:
+    """llama.cpp's server: `echo` silently ignored, so only the one generated entry comes back
+    (OpenAI shape: every choice's logprobs cut to their last entry; Together: no `prompt`)."""
+
+    def transform(body: Body) -> Body:
+        if isinstance(body.get("prompt"), list):  # Together's top-level echo
+            del body["prompt"]
+            return body
+        for choice in body["choices"]:
+            logprobs = choice["logprobs"]
+            for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset", "token_ids"):
+                if isinstance(logprobs.get(key), list):
+                    logprobs[key] = logprobs[key][-1:]
+        return body
+
+    return transform
+
+
+def null_logprobs(*, choice: int = 0) -> Callable[[Body], Body]:
+    """OpenRouter's upstreams: `logprobs: null` although they were asked for."""
+
+    def transform(body: Body) -> Body:
+        body["choices"][choice]["logprobs"] = None
+        return body
+
+    return transform
+
+
+def set_raw_logprob(value: Any, *, choice: int = 0) -> Callable[[Body], Body]:
+    """Fireworks: `choices[i].raw_output.completion_logprobs.content[middle].logprob = value`
+    (`MISSING` deletes it, leaving only `sampling_logprob`)."""
+
+    def transform(body: Body) -> Body:
+        content = body["choices"][choice]["raw_output"]["completion_logprobs"]["content"]
+        _set_key(content[_middle(content)], "logprob", value)
+        return body
+
+    return transform
+
+
+def answered_by(upstream: str) -> Callable[[Body], Body]:
+    """OpenRouter: the answer names an upstream that was not pinned."""
+
+    def transform(body: Body) -> Body:
+        body["provider"] = upstream
+        return body
+
+    return transform
+
+
+def set_prompt_part_logprob(value: Any) -> Callable[[Body], Body]:
+    """Together's echo: `prompt[0].logprobs.token_logprobs[tail] = value` (or deleted)."""
+
+    def transform(body: Body) -> Body:
+        values = body["prompt"][0]["logprobs"]["token_logprobs"]
+        _set(values, _tail(values), value)
+        return body
+
+    return transform
+
+
+def set_flat_logprob(value: Any, *, choice: int = 0) -> Callable[[Body], Body]:
+    """Together's generation: `choices[i].logprobs.token_logprobs[middle] = value` (or deleted)."""
+
+    def transform(body: Body) -> Body:
+        values = body["choices"][choice]["logprobs"]["token_logprobs"]
+        _set(values, _middle(values), value)
+        return body
+
+    return transform
+
+
+def set_input_logprob(value: Any) -> Callable[[Body], Body]:
+    """SGLang's /generate: the logprob of `meta_info.input_token_logprobs[tail]` (first answer of a batch)."""
+
+    def transform(body: Body) -> Body:
+        answer = body[0] if isinstance(body, list) else body
+        entries = answer["meta_info"]["input_token_logprobs"]
+        entries[_tail(entries)][0] = value
+        return body
+
+    return transform
+
+
+def set_content_logprob(value: Any, *, choice: int = 0) -> Callable[[Body], Body]:
+    """llama.cpp (both endpoints): `choices[i].logprobs.content[middle].logprob = value` (or deleted)."""
+
+    def transform(body: Body) -> Body:
+        content = body["choices"][choice]["logprobs"]["content"]
+        _set_key(content[_middle(content)], "logprob", value)
+        return body
+
+    return transform
+
+
+def delete_path(*path: str | int) -> Callable[[Body], Body]:
+    """A malformed shape: the field at `path` removed (e.g. `("meta_info",)`, `("choices", 0, "raw_output")`)."""
+
+    def transform(body: Body) -> Body:
+        target = body
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+        return body
+
+    return transform
+
+
 def _by_index(choices: list, index: int) -> dict:
     return next(c for c in choices if c.get("index") == index)
 
@@ -206,6 +319,50 @@ def _set_key(entry: dict, key: str, value: Any) -> None:
         entry.pop(key, None)
     else:
         entry[key] = value
+
+
+# -- a rate limit --------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format: `1m30s`, `6s`, `250ms`."""
+    if seconds < 1.0:
+        return f"{max(1, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60.0)
+    return f"{int(minutes)}m{rest:.3g}s" if minutes else f"{rest:.3g}s"
+
+
+class TokenBucket:
+    """A server-side request limit: `rate_per_s` tokens refill a bucket of `burst`; a request
+    without a token gets 429 with `retry-after-ms` (when the next token comes). `headers=True`
+    also sends OpenAI's `x-ratelimit-{limit,remaining,reset}-requests` on every answer."""
+
+    def __init__(self, rate_per_s: float, burst: int, *, headers: bool = True, clock: Callable[[], float] = time.monotonic):
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.headers = headers
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[bool, dict[str, str]]:
+        """(allowed, headers to send)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate_per_s)
+            self._at = now
+            allowed = self._tokens >= 1.0
+            if allowed:
+                self._tokens -= 1.0
+            headers: dict[str, str] = {}
+            if not allowed:
+                headers["retry-after-ms"] = str(max(1, math.ceil((1.0 - self._tokens) / self.rate_per_s * 1000)))
+            if self.headers:
+                headers["x-ratelimit-limit-requests"] = str(self.burst)
+                headers["x-ratelimit-remaining-requests"] = str(int(self._tokens))
+                headers["x-ratelimit-reset-requests"] = format_duration((self.burst - self._tokens) / self.rate_per_s)
+            return allowed, headers
 
 
 # -- rules and the request log -------------------------------------------------------------
@@ -294,6 +451,8 @@ class Replay:
         for exchange in self.exchanges.values():
             if exchange.path != "/v1/completions" or exchange.status != 200 or not isinstance(exchange.request_body, dict):
                 continue
+            if not all(isinstance(c, dict) and "index" in c for c in exchange.response_body.get("choices") or []):
+                continue  # a dialect whose choices carry no index (Together) is only answered as recorded
             body, answer = exchange.request_body, exchange.response_body
             n = int(body.get("n") or 1)
             template = {k: v for k, v in answer.items() if k not in ("choices", "usage")}
@@ -335,10 +494,12 @@ class FaultServer:
     `url` is the OpenAI-style base URL (ending in /v1). `delay_s` slows every answer down.
     """
 
-    def __init__(self, *fixture_dirs: Path, rules: Iterable[Rule] = (), delay_s: float = 0.0):
+    def __init__(self, *fixture_dirs: Path, rules: Iterable[Rule] = (), delay_s: float = 0.0, bucket: TokenBucket | None = None):
         self.replay = Replay(fixture_dirs)
         self.rules: list[Rule] = list(rules)
         self.delay_s = delay_s
+        self.bucket = bucket
+        """A rate limit enforced before any rule or replay (429 answers are logged as faults)."""
         self.requests: list[Served] = []
         self.misses: list[str] = []
         self._lock = threading.Lock()
@@ -358,6 +519,11 @@ class FaultServer:
     @property
     def url(self) -> str:
         return f"{self.root}/v1"
+
+    def url_like(self, base_url: str) -> str:
+        """This server under the path of another base URL (`https://api.fireworks.ai/inference/v1`
+        -> `http://127.0.0.1:PORT/inference/v1`), to replay a service's fixtures."""
+        return self.root + urlsplit(base_url).path.rstrip("/")
 
     def start(self) -> FaultServer:
         self._thread.start()
@@ -459,6 +625,16 @@ class _Handler(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", "replace")
         path = self.path.split("?", 1)[0]
         served, fault = owner._begin(method, path, body, {k.lower(): v for k, v in self.headers.items()})
+        self._extra_headers: dict[str, str] = {}
+        if owner.bucket is not None:
+            allowed, self._extra_headers = owner.bucket.take()
+            if not allowed:
+                served.fault = "429 token bucket"
+                error = _error_body("Rate limit reached for requests", "requests", "rate_limit_exceeded")
+                try:
+                    return self._send(served, 429, {}, error)
+                except (ConnectionError, OSError):
+                    return
         if owner.delay_s:
             time.sleep(owner.delay_s)
         try:
@@ -502,7 +678,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, served: Served, status: int, headers: dict[str, str], body: Body, *, raw: bytes | None = None) -> None:
         content = raw if raw is not None else _dumps(body)
         self.send_response(status)
-        headers = {k.lower(): v for k, v in headers.items()}
+        headers = {**getattr(self, "_extra_headers", {}), **{k.lower(): v for k, v in headers.items()}}
         headers.setdefault("content-type", "application/json")
         for name, value in headers.items():
             if name != "content-length":

@@ -8,16 +8,15 @@ import re
 import httpx
 import pytest
 
-from blackbox_audit import prefills as prefills_module
 from blackbox_audit.prefills import (
     EndpointTokenizer,
     RegexTokenizer,
-    TiktokenTokenizer,
     prefill_id,
     select_prefills,
     tokenizer_for,
 )
 from blackbox_audit.records import Document
+from providers import openai as openai_module
 from providers.errors import CapabilityError
 from providers.registry import connect
 
@@ -211,14 +210,17 @@ async def provider(dialect: str, model: str, base_url: str = "http://127.0.0.1:9
 async def test_vllm_target_uses_the_endpoint_tokenizer():
     target = await provider("vllm", "smollm2")
     try:
-        tokenizer = tokenizer_for(target)
-        assert isinstance(tokenizer, EndpointTokenizer)
+        tokenizer = await tokenizer_for(target)
+        assert isinstance(tokenizer, EndpointTokenizer) and tokenizer.name == "server"
         assert tokenizer.provider is target
     finally:
         await target.aclose()
 
 
-async def test_openai_target_uses_tiktoken(monkeypatch):
+async def test_openai_target_uses_tiktoken_through_the_provider(monkeypatch):
+    """The capability says tiktoken; the provider tokenizes with it (chat-only and
+    echo-capable models alike), and no request is sent."""
+
     class FakeEncoding:
         def encode(self, text, disallowed_special=()):
             return [ord(c) for c in text]
@@ -233,12 +235,12 @@ async def test_openai_target_uses_tiktoken(monkeypatch):
         return FakeEncoding()
 
     # tiktoken itself would download its BPE file; the choice is what is under test here
-    monkeypatch.setattr(prefills_module, "tiktoken_encoding", fake_encoding)
-    for model in ("gpt-4o-mini", "davinci-002"):  # chat-only and echo-capable (tokenize=True) alike
+    monkeypatch.setattr(openai_module, "tiktoken_encoding", fake_encoding)
+    for model in ("gpt-4o-mini", "davinci-002"):
         target = await provider("openai", model, "https://api.openai.com/v1")
         try:
-            tokenizer = tokenizer_for(target)
-            assert isinstance(tokenizer, TiktokenTokenizer)
+            tokenizer = await tokenizer_for(target)
+            assert isinstance(tokenizer, EndpointTokenizer) and tokenizer.name == "tiktoken"
             assert await tokenizer.first_tokens("abcdef", 4) == "abcd"
             assert await tokenizer.first_tokens("ab", 4) is None
         finally:
@@ -246,23 +248,23 @@ async def test_openai_target_uses_tiktoken(monkeypatch):
     assert asked == ["gpt-4o-mini", "davinci-002"]
 
 
-async def test_openai_target_without_tiktoken_falls_back_to_regex(monkeypatch):
+async def test_openai_target_whose_encoding_cannot_load_falls_back_to_regex(monkeypatch):
     def no_encoding(model):
-        raise CapabilityError(f"tiktoken does not know the tokenizer of {model!r}")
+        raise CapabilityError(f"tiktoken could not load the encoding of {model!r}")
 
-    monkeypatch.setattr(prefills_module, "tiktoken_encoding", no_encoding)
+    monkeypatch.setattr(openai_module, "tiktoken_encoding", no_encoding)
     target = await provider("openai", "gpt-4o")
     try:
-        assert isinstance(tokenizer_for(target), RegexTokenizer)
+        assert isinstance(await tokenizer_for(target), RegexTokenizer)
     finally:
         await target.aclose()
 
 
 async def test_openai_target_with_a_model_tiktoken_does_not_know_falls_back_to_regex():
-    # real tiktoken: an unknown model name is a KeyError before any download
     target = await provider("openai", "my-private-finetune")
     try:
-        assert isinstance(tokenizer_for(target), RegexTokenizer)
+        assert target.capabilities.prefill_tokenizer == "regex-fallback"
+        assert isinstance(await tokenizer_for(target), RegexTokenizer)
     finally:
         await target.aclose()
 
@@ -270,7 +272,7 @@ async def test_openai_target_with_a_model_tiktoken_does_not_know_falls_back_to_r
 async def test_generic_target_without_a_tokenizer_falls_back_to_regex():
     target = await provider("generic", "whatever")
     try:
-        assert isinstance(tokenizer_for(target), RegexTokenizer)
+        assert isinstance(await tokenizer_for(target), RegexTokenizer)
     finally:
         await target.aclose()
 
@@ -289,7 +291,7 @@ async def test_endpoint_tokenizer_tokenizes_without_special_tokens_and_detokeniz
 
     target = await provider("vllm", "m", handler=handler)
     try:
-        tokenizer = tokenizer_for(target)
+        tokenizer = await tokenizer_for(target)
         assert await tokenizer.first_tokens("Hello", 3) == "Hel"
         assert await tokenizer.first_tokens("Hi", 3) is None
     finally:
