@@ -10,14 +10,23 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from providers.dialects import SERVICE_KEY_VARIABLES
+
 # Property tests check values, not speed; a loaded machine (CI runs beside vLLM) must not fail them.
 settings.register_profile("blackbox-audit", deadline=None)
 settings.load_profile("blackbox-audit")
 
 
 REPO = Path(__file__).resolve().parent.parent
-KEY_VARIABLES = ("BLACKBOX_AUDIT_TARGET_API_KEY", "BLACKBOX_AUDIT_REFERENCE_API_KEY", "BLACKBOX_AUDIT_API_KEY", "OPENAI_API_KEY")
-"""Every variable the tool reads a key from (blackbox_audit.config.api_key_variables)."""
+KEY_VARIABLES = (
+    "BLACKBOX_AUDIT_TARGET_API_KEY",
+    "BLACKBOX_AUDIT_REFERENCE_API_KEY",
+    "BLACKBOX_AUDIT_NULL_TARGET_API_KEY",
+    "BLACKBOX_AUDIT_API_KEY",
+    *SERVICE_KEY_VARIABLES,
+)
+"""Every variable the tool reads a key from (blackbox_audit.config.api_key_variables; a test
+checks the list against it)."""
 
 
 @pytest.fixture(autouse=True)

@@ -16,24 +16,11 @@ from blackbox_audit import pipeline as audit_module
 from blackbox_audit.cache import ResponseCache
 from blackbox_audit.cli import build_parser, main
 from blackbox_audit.commands import audit_config
-from blackbox_audit.config import AuditConfig, ConfigError, resolve_api_key
+from blackbox_audit.config import AuditConfig, ConfigError, api_key_variables, resolve_api_key
+from tests.conftest import KEY_VARIABLES
 
 URL = "http://127.0.0.1:9/v1"
 ENDPOINTS = ["--target-base-url", URL, "--target-model", "tgt", "--reference-base-url", URL, "--reference-model", "ref"]
-KEY_VARIABLES = (
-    "BLACKBOX_AUDIT_TARGET_API_KEY",
-    "BLACKBOX_AUDIT_REFERENCE_API_KEY",
-    "BLACKBOX_AUDIT_API_KEY",
-    "OPENAI_API_KEY",
-)
-
-
-@pytest.fixture(autouse=True)
-def no_keys(monkeypatch):
-    for name in KEY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture(autouse=True)
 def no_requests(monkeypatch):
     def refuse(*args, **kwargs):
@@ -248,6 +235,16 @@ def test_main_names_the_missing_flag(capsys):
 
 
 # -- API keys ----------------------------------------------------------------------------
+
+
+def test_the_test_environment_clears_every_key_variable_the_tool_reads():
+    from providers.dialects import DIALECTS
+
+    CLEARED = KEY_VARIABLES
+
+    hosts = ["http://127.0.0.1:9/v1"] + [f"https://{host}/v1" for d in DIALECTS.values() for host in d.hosts]
+    read = {name for role in ("target", "reference", "null-target", "") for url in hosts for name in api_key_variables(role, url)}
+    assert read <= set(CLEARED), read - set(CLEARED)
 
 
 def test_flag_key_wins(monkeypatch):
