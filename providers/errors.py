@@ -20,7 +20,11 @@ ProviderError
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from providers.ratelimit import parse_retry_after
 
 
 class ProviderError(Exception):
@@ -144,3 +148,58 @@ def first_error(group: BaseExceptionGroup) -> BaseException:
     """The first real error inside a task group's ExceptionGroup, so callers see one error."""
     first = group.exceptions[0]
     return first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _server_message(body: bytes) -> tuple[str, str | None]:
+    """The server's own message and error code/type, from OpenAI-style or plain bodies."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:500], None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or json.dumps(err)[:500]
+            code = err.get("code") or err.get("type")
+            return str(message), str(code) if code is not None else None
+        if isinstance(err, str):
+            return err, None
+        if "detail" in data:
+            return str(data["detail"]), None
+    return str(data)[:500], None
+
+
+def status_error(
+    status: int,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    provider: str,
+    role: str = "",
+    model: str | None = None,
+) -> APIStatusError:
+    """Map an error status to the typed tree, keeping what the server said as data."""
+    message, code = _server_message(body)
+    retry_after = parse_retry_after(headers)
+    where = f"{provider} {url} answered {status}"
+    kwargs: dict[str, Any] = dict(
+        status=status, url=url, retry_after_s=retry_after, server_message=message, code=code, model=model, role=role
+    )
+    if status == 429 and code is not None and "insufficient_quota" in code:
+        return QuotaExceededError(f"{where}: {message} (insufficient_quota: retrying cannot help)", **kwargs)
+    if status == 429:
+        return RateLimitError(f"{where}: {message}", **kwargs)
+    if status == 408:
+        return RequestTimeoutError(f"{where}: {message}", **kwargs)
+    if status == 409:
+        return ConflictError(f"{where}: {message}", **kwargs)
+    if status == 501:
+        return BadRequestError(f"{where} (not implemented): {message}", **kwargs)  # will not heal
+    if status >= 500:
+        return ServerError(f"{where}: {message}", **kwargs)
+    if status in (401, 403):
+        return AuthenticationError(f"{where}: {message}", **kwargs)
+    if status == 404:
+        return NotFoundError(f"{where}: {message}", **kwargs)
+    return BadRequestError(f"{where}: {message}", **kwargs)

@@ -11,8 +11,9 @@ import anyio
 from pydantic import BaseModel
 
 from providers import dialects, errors
-from providers.http import HttpClient, RateLimitPolicy, ResponseCache, RetryEvent, RetryPolicy, Transport
+from providers.http import HttpClient, ResponseCache, RetryEvent, RetryPolicy, Transport
 from providers.openai_compatible import GENERIC_CAPABILITIES, OpenAICompatibleProvider, ScoreVia
+from providers.ratelimit import RateLimitPolicy
 from providers.records import Capabilities
 from providers.tokenizer import CHECK_TEXTS, LocalTokenizer
 

@@ -10,7 +10,8 @@ import pytest
 
 from blackbox_audit.cache import ResponseCache
 from providers import errors
-from providers.http import HttpClient, RetryPolicy, parse_retry_after
+from providers.http import HttpClient, RetryPolicy
+from providers.ratelimit import parse_retry_after
 
 pytestmark = pytest.mark.anyio
 

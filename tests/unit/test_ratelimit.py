@@ -10,14 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from providers.http import (
-    EndpointLimiter,
-    HttpClient,
-    RateLimitPolicy,
-    RetryPolicy,
-    parse_duration,
-    parse_rate_limit_headers,
-)
+from providers.http import HttpClient, RetryPolicy
+from providers.ratelimit import EndpointLimiter, RateLimitPolicy, parse_duration, parse_rate_limit_headers
 from tests.replay.faultserver import FaultServer, TokenBucket, format_duration
 
 pytestmark = pytest.mark.anyio
