@@ -1,18 +1,6 @@
 """The adapter for OpenAI-compatible endpoints; dialects subclass it for their quirks.
 
-Scoring a continuation (the continuation is the unit of truth):
-1. context ids: the endpoint's own tokenization of the context (chat template included),
-   or, for raw text, an adopted local copy of its tokenizer (`adopt_tokenizer`);
-2. continuation ids: the continuation tokenized alone, without special tokens
-   (as lm-evaluation-harness does), accepted only if they decode to exactly the continuation;
-   otherwise the joint tokenization of context + continuation is used and the straddling
-   first token is reported (`alignment="widened"`, `n_context_chars`);
-3. one echo (or `prompt_logprobs`) request on the concatenated ids, several per request
-   when the endpoint takes a list of prompts; the last len(continuation ids) are kept.
-
-An endpoint that takes no token ids but echoes each prompt token's text (`echo_token_texts`:
-Together, Fireworks, DeepInfra) is sent the text context + continuation instead, and the
-continuation is located by the echoed texts, which must spell it exactly (`Wire.align_echoed_text`).
+How a continuation is scored: `providers.scoring`.
 
 Dialects override small hooks, never the flow: request bodies (`generate_body`, `score_body`,
 `score_text_body`, `tokenize_request`, `detokenize_request`) and parsers (`_parse_generation`,
@@ -21,43 +9,25 @@ Dialects override small hooks, never the flow: request bodies (`generate_body`, 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
-import anyio
 from pydantic import BaseModel, ValidationError
 
-from providers.errors import AlignmentError, CapabilityError, first_error
+from providers.batching import gather, groups_of_equal_settings, merge_prompts, split_choices
+from providers.errors import CapabilityError
 from providers.http import HttpClient
 from providers.records import (
     Capabilities,
-    ChatMessage,
     GenerateRequest,
     Generation,
     Prompt,
-    ScoredContinuation,
-    ScoreRequest,
-    TokenLogprob,
     ends_with_prefill,
     is_chat,
 )
+from providers.scoring import ContinuationScorer, ScoreVia
 from providers.tokenizer import CHECK_TEXTS, LocalTokenizer, TokenizerMismatchError
-from providers.wire import EchoedToken, Wire
-
-ScoreVia = Literal["echo", "prompt_logprobs"]
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A continuation's scoring plan: the ids to send and how many trailing ones to keep."""
-
-    prompt_ids: list[int]
-    n_scored: int
-    alignment: Literal["exact", "widened"]
-    covered_text: str
-    n_context_chars: int
-
+from providers.wire import Wire
 
 GENERIC_CAPABILITIES = Capabilities(
     generate_raw=True,
@@ -74,7 +44,7 @@ GENERIC_CAPABILITIES = Capabilities(
 """What we assume of an unknown server until it is declared or probed (blackbox-audit probe)."""
 
 
-class OpenAICompatibleProvider:
+class OpenAICompatibleProvider(ContinuationScorer):
     """Any OpenAI-compatible server; abilities are declared (or probed) in `capabilities`."""
 
     dialect: ClassVar[str] = "generic"
@@ -227,16 +197,16 @@ class OpenAICompatibleProvider:
             generations = await self.http.request_batch(
                 "/completions",
                 [plans[i][1] for i in indices],
-                merge=_merge_prompts,
-                split=lambda payload, k: _split_choices(payload, k, n),
+                merge=merge_prompts,
+                split=lambda payload, k: split_choices(payload, k, n),
                 parse=lambda p: self._parse_generation(p, n),
             )
             for i, generation in zip(indices, generations, strict=True):
                 results[i] = generation
 
-        await _gather(
+        await gather(
             *(run_single(i) for i in singles),
-            *(run_batch(g) for g in _groups_of_equal_settings(batchable, plans, self.max_batch_prompts)),
+            *(run_batch(g) for g in groups_of_equal_settings(batchable, plans, self.max_batch_prompts)),
         )
         return [r for r in results if r is not None]
 
@@ -268,7 +238,7 @@ class OpenAICompatibleProvider:
         checked = self.capabilities.tokenizer == "server"
         if checked:
             cases = [(text, special) for text in CHECK_TEXTS for special in (True, False)]
-            server_ids = await _gather(*(self.tokenize(text, add_special_tokens=s) for text, s in cases))
+            server_ids = await gather(*(self.tokenize(text, add_special_tokens=s) for text, s in cases))
             for (text, special), ids in zip(cases, server_ids, strict=True):
                 local_ids = tokenizer.encode(text, add_special_tokens=special)
                 if local_ids != ids:
@@ -278,7 +248,7 @@ class OpenAICompatibleProvider:
                         f" {ids[:16]}; give the served model's own tokenizer.json, or let the server tokenize"
                     )
             plain = [ids for (_, special), ids in zip(cases, server_ids, strict=True) if not special]
-            texts = await _gather(*(self.detokenize(ids) for ids in plain))
+            texts = await gather(*(self.detokenize(ids) for ids in plain))
             for ids, text in zip(plain, texts, strict=True):
                 if tokenizer.decode(ids) != text:
                     raise TokenizerMismatchError(
@@ -339,226 +309,6 @@ class OpenAICompatibleProvider:
         """The server's root, for routes that sit beside /v1 rather than under it."""
         return self.base_url.removesuffix("/v1")
 
-    # -- scoring ----------------------------------------------------------------------------
-
-    async def score(self, request: ScoreRequest) -> ScoredContinuation:
-        return (await self.score_many([request]))[0]
-
-    async def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoredContinuation]:
-        for request in requests:
-            self.check_can_score(request.context)
-        if not self.scores_by_ids:
-            return await _gather(*(self._score_text(r) for r in requests))
-        if all(self._tokenizes_locally(r.context) for r in requests):
-            # In-process tokenization never waits: one task per request would only add overhead.
-            prepared = [await self._prepare(r) for r in requests]
-        else:
-            prepared = await _gather(*(self._prepare(r) for r in requests))
-        results: list[ScoredContinuation] = []
-        for start in range(0, len(prepared), self.max_batch_prompts):
-            chunk = prepared[start : start + self.max_batch_prompts]
-            results.extend(await self._score_prepared(chunk))
-        return results
-
-    async def _prepare(self, request: ScoreRequest) -> _Prepared:
-        if self._tokenizes_locally(request.context):  # nothing to wait for: no tasks
-            context_ids = await self.tokenize(request.context)
-            continuation_ids = await self.tokenize(request.continuation, add_special_tokens=False)
-        else:
-            context_ids, continuation_ids = await _gather(
-                self.tokenize(request.context),
-                self.tokenize(request.continuation, add_special_tokens=False),
-            )
-        if not context_ids:
-            raise AlignmentError(f"{self.wire.provider}: the context tokenizes to nothing; nothing to condition on")
-        if continuation_ids and await self.detokenize(continuation_ids) == request.continuation:
-            return _Prepared(context_ids + continuation_ids, len(continuation_ids), "exact", request.continuation, 0)
-        return await self._prepare_joint(request, context_ids)
-
-    async def _prepare_joint(self, request: ScoreRequest, context_ids: list[int]) -> _Prepared:
-        """Canonical tokenization of context + continuation; report a straddling first token."""
-        joint_ids = await self.tokenize(_append(request.context, request.continuation))
-        shared = 0
-        for a, b in zip(context_ids, joint_ids):
-            if a != b:
-                break
-            shared += 1
-        if shared == 0 or shared == len(joint_ids):
-            raise AlignmentError(
-                f"{self.wire.provider}: cannot locate the continuation {request.continuation[:40]!r} in the tokens"
-            )
-        covered = await self.detokenize(joint_ids[shared:])
-        context_text = request.context if isinstance(request.context, str) else request.context[-1].content
-        n_context_chars = len(covered) - len(request.continuation)
-        if not covered.endswith(request.continuation) or n_context_chars < 0 or not context_text.endswith(
-            covered[:n_context_chars]
-        ):
-            raise AlignmentError(
-                f"{self.wire.provider}: the scored tokens decode to {covered[:60]!r}, which does not end with the"
-                f" continuation {request.continuation[:60]!r}"
-            )
-        alignment = "exact" if n_context_chars == 0 else "widened"
-        return _Prepared(joint_ids, len(joint_ids) - shared, alignment, covered, n_context_chars)
-
-    @property
-    def scores_by_ids(self) -> bool:
-        """Token ids go to the endpoint when it takes them and we can make them; otherwise the
-        text goes, and the echoed token texts locate the continuation."""
-        caps = self.capabilities
-        return caps.token_id_prompts and caps.tokenize
-
-    def score_path(self) -> str:
-        return "/completions"
-
-    def score_body(self, prompt_ids: list[int]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "prompt": prompt_ids}
-        if self.score_via == "echo":
-            body.update(echo=True, max_tokens=self.echo_max_tokens, logprobs=0)
-        else:
-            body.update(max_tokens=1, prompt_logprobs=0, temperature=0.0)
-        return body
-
-    def parse_scored(self, payload: Any, prompt_ids: list[int], n_scored: int) -> list[TokenLogprob]:
-        """The last `n_scored` prompt tokens' logprobs from one prompt's answer."""
-        choice = self.wire.choices(payload, 1)[0]
-        if self.score_via == "echo":
-            n_generated = self.wire.usage(payload).completion_tokens if self.echo_max_tokens else 0
-            return self.wire.echo_logprobs(choice, 0, prompt_ids, n_scored, n_generated=n_generated)
-        entries = self.wire.get(choice, "prompt_logprobs", "choices[0].prompt_logprobs")
-        return self.wire.prompt_logprobs(entries, "choices[0].prompt_logprobs", prompt_ids, n_scored)
-
-    def merge_score_bodies(self, bodies: list[dict[str, Any]]) -> dict[str, Any]:
-        return _merge_prompts(bodies)
-
-    def split_scored(self, payload: Any, k: int) -> list[Any]:
-        return _split_choices(payload, k, 1)
-
-    async def _score_prepared(self, chunk: list[_Prepared]) -> list[ScoredContinuation]:
-        bodies = [self.score_body(p.prompt_ids) for p in chunk]
-
-        def parse_one(p: _Prepared):
-            return lambda payload: self.parse_scored(payload, p.prompt_ids, p.n_scored)
-
-        if len(chunk) == 1:
-            token_lists = [await self.http.request("POST", self.score_path(), bodies[0], parse_one(chunk[0]))]
-        else:
-            parsers = [parse_one(p) for p in chunk]
-            token_lists = await self.http.request_batch(
-                self.score_path(),
-                bodies,
-                merge=self.merge_score_bodies,
-                split=self.split_scored,
-                parse=parsers,
-            )
-        return [
-            ScoredContinuation(
-                tokens=tuple(tokens),
-                alignment=p.alignment,
-                covered_text=p.covered_text,
-                n_context_chars=p.n_context_chars,
-            )
-            for p, tokens in zip(chunk, token_lists, strict=True)
-        ]
-
-
-    # -- scoring text prompts by the echoed token texts ------------------------------------
-
-    def score_text_body(self, prompt: str) -> dict[str, Any]:
-        return {"model": self.model, "prompt": prompt, "echo": True, "max_tokens": self.echo_max_tokens, "logprobs": 1}
-
-    echo_field: ClassVar[str] = "choices[0].logprobs"
-    """Where `echoed_prompt_tokens` reads the echo, for error messages."""
-
-    def echoed_prompt_tokens(self, payload: Any) -> list[EchoedToken]:
-        """The prompt's tokens from an OpenAI-shaped echo: `choices[0].logprobs`, the generated
-        tokens (`usage.completion_tokens` of them) dropped from the end."""
-        choice = self.wire.choices(payload, 1)[0]
-        logprobs = self.wire.logprobs_of(choice, "logprobs", "choices[0].logprobs")
-        texts = self.wire.get(logprobs, "tokens", "choices[0].logprobs.tokens")
-        values = self.wire.get(logprobs, "token_logprobs", "choices[0].logprobs.token_logprobs")
-        if not isinstance(texts, list) or not isinstance(values, list) or len(texts) != len(values):
-            raise self.wire.fail("choices[0].logprobs", "tokens and token_logprobs are not lists of one length")
-        ids = logprobs.get("token_ids") if isinstance(logprobs, dict) else None
-        if ids is not None:
-            ids = self.wire.token_ids(ids, "choices[0].logprobs.token_ids", len(texts))
-        n_generated = 0
-        if self.echo_max_tokens:
-            n_generated = self.wire.usage(payload).completion_tokens
-            if n_generated > len(texts):
-                raise self.wire.fail("usage.completion_tokens", f"{n_generated} generated tokens but only {len(texts)} echoed")
-        keep = len(texts) - n_generated
-        for j in range(keep):
-            if not isinstance(texts[j], str):
-                raise self.wire.fail(f"choices[0].logprobs.tokens[{j}]", f"expected text, got {texts[j]!r}")
-        return [EchoedToken(texts[j], values[j], None if ids is None else ids[j]) for j in range(keep)]
-
-    async def _score_text(self, request: ScoreRequest) -> ScoredContinuation:
-        if not isinstance(request.context, str):
-            raise CapabilityError(f"{self.wire.provider} scores raw text only (no chat template as token ids)")
-        context = request.context
-
-        def parse(payload: Any) -> ScoredContinuation:
-            echoed = self.echoed_prompt_tokens(payload)
-            return self.wire.align_echoed_text(echoed, context, request.continuation, self.echo_field)
-
-        body = self.score_text_body(context + request.continuation)
-        return await self.http.request("POST", self.score_path(), body, parse)
-
-
-def _append(context: Prompt, continuation: str) -> Prompt:
-    if isinstance(context, str):
-        return context + continuation
-    if ends_with_prefill(context):
-        last = context[-1]
-        return (*context[:-1], ChatMessage(role="assistant", content=last.content + continuation))
-    return (*context, ChatMessage(role="assistant", content=continuation))
-
-
-async def _gather(*awaitables: Awaitable[Any]) -> list[Any]:
-    """Await concurrently; on failure raise the first error itself, not an ExceptionGroup."""
-    results: list[Any] = [None] * len(awaitables)
-
-    async def run(i: int, aw: Awaitable[Any]) -> None:
-        results[i] = await aw
-
-    try:
-        async with anyio.create_task_group() as tg:
-            for i, aw in enumerate(awaitables):
-                tg.start_soon(run, i, aw)
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
-    return results
-
-
-def _merge_prompts(bodies: list[dict[str, Any]]) -> dict[str, Any]:
-    """One /v1/completions body for several prompts with otherwise equal settings."""
-    if len(bodies) == 1:
-        return bodies[0]
-    merged = {k: v for k, v in bodies[0].items() if k != "prompt"}
-    merged["prompt"] = [b["prompt"] for b in bodies]
-    return merged
-
-
-def _split_choices(payload: Any, k: int, n: int) -> list[Any]:
-    """Per-prompt payloads from a batched answer (choice index = prompt * n + j)."""
-    choices = payload.get("choices") if isinstance(payload, dict) else None
-    if not isinstance(choices, list) or len(choices) != k * n:
-        return [payload] * k  # each part then fails validation with a precise message
-    parts: list[list[Any]] = [[] for _ in range(k)]
-    for choice in choices:
-        index = choice.get("index") if isinstance(choice, dict) else None
-        if not isinstance(index, int) or not 0 <= index < k * n:
-            return [payload] * k
-        parts[index // n].append({**choice, "index": index % n})
-    return [{"choices": part} for part in parts]
-
-
-def _groups_of_equal_settings(indices: list[int], plans: list[tuple[str, dict[str, Any]]], size: int) -> list[list[int]]:
-    groups: dict[str, list[int]] = {}
-    for i in indices:
-        settings = repr(sorted((k, v) for k, v in plans[i][1].items() if k != "prompt"))
-        groups.setdefault(settings, []).append(i)
-    return [g[s : s + size] for g in groups.values() for s in range(0, len(g), size)]
 
 
 ADAPTER = OpenAICompatibleProvider

@@ -12,9 +12,10 @@ from pydantic import BaseModel
 
 from providers import dialects, errors
 from providers.http import HttpClient, ResponseCache, RetryEvent, RetryPolicy, Transport
-from providers.openai_compatible import GENERIC_CAPABILITIES, OpenAICompatibleProvider, ScoreVia
+from providers.openai_compatible import GENERIC_CAPABILITIES, OpenAICompatibleProvider
 from providers.ratelimit import RateLimitPolicy
 from providers.records import Capabilities
+from providers.scoring import ScoreVia
 from providers.tokenizer import CHECK_TEXTS, LocalTokenizer
 
 __all__ = ["GENERIC_CAPABILITIES", "connect", "connect_requests_at_most", "detect_dialect"]

@@ -11,10 +11,11 @@ import pytest
 from blackbox_audit import local_vllm
 from blackbox_audit.local_vllm.truth import TRUTH_CASES, ForwardPass, forward
 from providers.agreement import LogprobAgreement, compare_logprobs
-from providers.openai_compatible import OpenAICompatibleProvider, _Prepared
+from providers.openai_compatible import OpenAICompatibleProvider
 from providers.probe import probe
 from providers.records import GenerateRequest, ScoreRequest
 from providers.registry import ScoreVia, connect
+from providers.scoring import _Prepared
 from providers.wire import Wire
 
 pytestmark = pytest.mark.anyio
