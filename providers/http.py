@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -167,7 +167,7 @@ class HttpClient:
     async def request_batch(
         self,
         path: str,
-        bodies: list[dict[str, Any] | None],
+        bodies: Sequence[dict[str, Any] | None],
         *,
         merge: Callable[[list[Any]], dict[str, Any]],
         split: Callable[[Any, int], list[Any]],
@@ -181,12 +181,12 @@ class HttpClient:
         whatever the batch composition was.
         """
         parsers = parse if isinstance(parse, list) else [parse] * len(bodies)
-        use_cache = cached and self.cache is not None
-        keys = [cache_key(self.base_url, method, path, b)[0] for b in bodies] if use_cache else []
+        cache = self.cache if cached else None
+        keys = [cache_key(self.base_url, method, path, b)[0] for b in bodies] if cache is not None else []
         results: list[Any] = [None] * len(bodies)
         misses: list[int] = []
         for i in range(len(bodies)):
-            hit = self.cache.get(keys[i]) if use_cache else None
+            hit = cache.get(keys[i]) if cache is not None else None
             if hit is not None:
                 try:
                     results[i] = parsers[i](hit)
@@ -194,7 +194,7 @@ class HttpClient:
                     continue
                 except errors.ResponseShapeError:
                     pass
-            if use_cache:
+            if cache is not None:
                 self.stats.cache_misses += 1
             misses.append(i)
         if not misses:
@@ -223,8 +223,8 @@ class HttpClient:
                 parsed = [parsers[i](part) for i, part in zip(misses, parts, strict=True)]
         for i, part, value in zip(misses, parts, parsed, strict=True):
             results[i] = value
-            if use_cache:
-                self.cache.set(keys[i], part)
+            if cache is not None:
+                cache.set(keys[i], part)
         return results
 
     def _tell_retry(self, retry_state: Any) -> None:

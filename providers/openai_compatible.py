@@ -85,7 +85,7 @@ class OpenAICompatibleProvider(ContinuationScorer):
         self.max_batch_prompts = max_batch_prompts if capabilities.batch_prompts else 1
         self.server_version: str | None = None
         self.local_tokenizer: LocalTokenizer | None = None
-        self.tokenizer_source = capabilities.tokenizer
+        self.tokenizer_source: str = capabilities.tokenizer
 
     @classmethod
     def validate_options(cls, options: BaseModel | dict[str, Any] | None) -> BaseModel | None:
@@ -266,7 +266,8 @@ class OpenAICompatibleProvider(ContinuationScorer):
 
     async def tokenize(self, prompt: Prompt, *, add_special_tokens: bool = True) -> list[int]:
         if self._tokenizes_locally(prompt):
-            return self.local_tokenizer.encode(prompt, add_special_tokens=add_special_tokens)  # type: ignore[union-attr]
+            assert self.local_tokenizer is not None and isinstance(prompt, str)
+            return self.local_tokenizer.encode(prompt, add_special_tokens=add_special_tokens)
         if self.capabilities.tokenizer not in ("server", "local") or (is_chat(prompt) and not self.capabilities.chat_tokenize):
             raise CapabilityError(f"{self.wire.provider} has no tokenizer for this prompt")
         path, body = self.tokenize_request(prompt, add_special_tokens)

@@ -107,7 +107,9 @@ async def probe(provider: OpenAICompatibleProvider) -> ProbeReport:
     text-and-echoed-texts path, as scoring itself chooses."""
     saved = provider.capabilities, provider.http.cache, provider.score_via
     declared = provider.capabilities
-    switches = {name: True for name, field in type(declared).model_fields.items() if field.annotation in (bool, "bool")}
+    switches: dict[str, object] = {
+        name: True for name, field in type(declared).model_fields.items() if field.annotation in (bool, "bool")
+    }
     switches["token_id_prompts"] = declared.token_id_prompts
     switches["tokenizer"] = declared.tokenizer if declared.tokenize else "server"
     provider.capabilities = declared.model_copy(update=switches)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeIs
 
 
 class Record(BaseModel):
@@ -21,7 +22,7 @@ Prompt = str | Messages
 """Raw text, or chat messages whose last message may be an assistant prefill."""
 
 
-def is_chat(prompt: Prompt) -> bool:
+def is_chat(prompt: Prompt) -> TypeIs[Messages]:
     return not isinstance(prompt, str)
 
 

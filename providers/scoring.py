@@ -119,7 +119,7 @@ class ContinuationScorer:
                 f"{self.wire.provider}: the scored tokens decode to {covered[:60]!r}, which does not end with the"
                 f" continuation {request.continuation[:60]!r}"
             )
-        alignment = "exact" if n_context_chars == 0 else "widened"
+        alignment: Literal["exact", "widened"] = "exact" if n_context_chars == 0 else "widened"
         return _Prepared(joint_ids, len(joint_ids) - shared, alignment, covered, n_context_chars)
 
     @property

@@ -98,10 +98,10 @@ class Wire:
             raise self.fail("choices", f"expected {expected} choices, got {got}")
         if not indexed and not any(isinstance(c, dict) and "index" in c for c in choices):
             return choices
-        indexed = sorted(choices, key=lambda c: self.get(c, "index", "choices[].index"))
-        if [c["index"] for c in indexed] != list(range(expected)):
+        ordered = sorted(choices, key=lambda c: self.get(c, "index", "choices[].index"))
+        if [c["index"] for c in ordered] != list(range(expected)):
             raise self.fail("choices[].index", "indices are not 0..n-1")
-        return indexed
+        return ordered
 
     def usage(self, payload: Any) -> Usage:
         usage = payload.get("usage") or {} if isinstance(payload, dict) else {}
