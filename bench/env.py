@@ -3,6 +3,7 @@ local vLLM servers and the offline-engine floor subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -128,10 +129,8 @@ def ensure_servers(keys: list[str], log=print) -> list[str]:
 def _oom_first() -> None:
     """In the floor subprocess: if memory runs out, the kernel kills this process (and the
     engine processes it spawns) before any server someone else is using."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/oom_score_adj").write_text("1000")
-    except OSError:
-        pass
 
 
 def run_floor(model_key: str, jobs: list[dict], workdir: Path, *, kv_gib: int, repeat: int = 2, log=print) -> dict:

@@ -20,10 +20,11 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def main() -> None:
-    job = json.loads(open(sys.argv[1], encoding="utf-8").read())
+    job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 
 def main() -> None:
-    job = json.loads(open(sys.argv[1], encoding="utf-8").read())
+    job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     import aiohttp
     import lm_eval
     import requests

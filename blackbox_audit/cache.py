@@ -8,6 +8,7 @@ without it, with the same results.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -108,10 +109,8 @@ class ResponseCache:
         return self._cache.clear()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(_FAILURES):
             self._cache.close()
-        except _FAILURES:
-            pass
 
     def __enter__(self) -> ResponseCache:
         return self

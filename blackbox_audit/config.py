@@ -297,8 +297,5 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def _problem(error: Any, names: Mapping[str, str], from_file: set[str], file: str | Path | None) -> str:
     location = ".".join(str(part) for part in error["loc"])
-    if location in from_file:
-        where = f"{location} in {file}"
-    else:
-        where = names.get(location, location or "config")
+    where = f"{location} in {file}" if location in from_file else names.get(location, location or "config")
     return f"{where}: {error['msg'].removeprefix('Value error, ')}"

@@ -65,7 +65,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     manifest = {
         "tool": {"name": "blackbox-audit", "version": version("blackbox-audit")},
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": config.model_dump(mode="json"),
         "target": endpoint_facts(target),
         "reference": endpoint_facts(reference),

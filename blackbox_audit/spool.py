@@ -75,7 +75,7 @@ class RecordSpool:
         check_score(score)
         directory.mkdir(parents=True, exist_ok=True)
         # Unlinked at once (POSIX): even a killed run leaves nothing behind.
-        self._file = tempfile.TemporaryFile(dir=directory)
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (open for the spool's life; close() ends it)
         self.score = score
         self.degeneracy_threshold = degeneracy_threshold
         self._offsets = array("q")

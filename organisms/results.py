@@ -25,9 +25,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blackbox_audit import local_vllm
-from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.config import AuditConfig, EndpointConfig
 from blackbox_audit.evaluate import EvalReport, evaluate, load_organism, load_results
+from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from organisms.build import RECIPES, Recipe, organism_dir
 

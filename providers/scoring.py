@@ -101,7 +101,7 @@ class ContinuationScorer:
         """Canonical tokenization of context + continuation; report a straddling first token."""
         joint_ids = await self.tokenize(_append(request.context, request.continuation))
         shared = 0
-        for a, b in zip(context_ids, joint_ids):
+        for a, b in zip(context_ids, joint_ids, strict=False):
             if a != b:
                 break
             shared += 1

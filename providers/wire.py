@@ -124,10 +124,13 @@ class Wire:
         among the generated tokens; it spells no text, so it is set apart. A server that does so
         while speaking another dialect (vLLM behind the openai one) is caught by the texts: a
         last token whose text the answer does not end with, after tokens that spell it exactly."""
-        stopped = bool(tokens) and choice.get("finish_reason") == "stop" and not isinstance(choice.get("stop_reason"), str)
-        if stopped and (stop_token_included or _spells_without_last(tokens, text)):
+        if isinstance(choice.get("stop_reason"), str):  # a stop string: no stop token
+            return tokens, None
+        if stop_token_included and tokens and choice.get("finish_reason") == "stop":
             return tokens[:-1], tokens[-1]
-        return tokens, None
+        if text is None:
+            return tokens, None
+        return self.split_stop_by_spelling(text, tokens, choice.get("finish_reason"))
 
     def completion(self, choice: Any, i: int, *, stop_token_included: bool = False) -> Completion:
         """A generated choice from /v1/completions with `logprobs` set."""
@@ -209,11 +212,12 @@ class Wire:
     def split_stop_by_spelling(
         self, text: str, tokens: list[TokenLogprob], finish_reason: Any
     ) -> tuple[list[TokenLogprob], TokenLogprob | None]:
-        """A server that lists the stop token among the generated ones without saying so: when the
-        tokens spell the text plus one last token, and generation stopped, that token is the stop."""
-        if finish_reason == "stop" and tokens and "".join(t.text for t in tokens[:-1]) == text:
-            if "".join(t.text for t in tokens) != text:
-                return tokens[:-1], tokens[-1]
+        """A server that lists the stop token among the generated ones without saying so: when
+        generation stopped and the tokens but the last spell the text, the last (text the answer
+        lacks, or none at all) is the stop token."""
+        prefix_spells = finish_reason == "stop" and tokens and "".join(t.text for t in tokens[:-1]) == text
+        if prefix_spells and (not tokens[-1].text or "".join(t.text for t in tokens) != text):
+            return tokens[:-1], tokens[-1]
         return tokens, None
 
     def check_spelling(self, completion: Completion, field: str, cause: str) -> Completion:
@@ -337,10 +341,3 @@ class Wire:
             raise self.fail("prompt", "expected text")
         return text
 
-
-def _spells_without_last(tokens: Sequence[TokenLogprob], text: str | None) -> bool:
-    """The tokens but the last spell `text` exactly, and the last adds nothing the answer has
-    (no text, or text the answer does not end with)."""
-    if text is None or "".join(t.text for t in tokens[:-1]) != text:
-        return False
-    return not tokens[-1].text or not text.endswith(tokens[-1].text)

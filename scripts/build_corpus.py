@@ -343,7 +343,7 @@ def _split_long(unit: str, *, code: bool) -> list[str]:
         (lambda u: re.split(r"(?<=[.!?;])\s+", u), " "),
         (lambda u: u.split(" "), " "),
     ]
-    for split, sep in splitters[0 if code else 1 :]:
+    for split, sep in splitters[0 if code else 1 :]:  # noqa: B007 (sep is used after the break)
         parts = [p for p in split(unit) if p.strip()]
         if len(parts) > 1:
             break

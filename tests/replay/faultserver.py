@@ -20,6 +20,7 @@ so tests can count retries, measure waits and find repeated work.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -637,10 +638,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         if owner.delay_s:
             time.sleep(owner.delay_s)
-        try:
+        with contextlib.suppress(ConnectionError, OSError):  # the client went away (timeout, kill)
             self._respond(owner, served, fault, method, path, body)
-        except (ConnectionError, OSError):
-            pass  # the client went away (timeout, kill): nothing to answer
 
     def _respond(self, owner: FaultServer, served: Served, fault: Fault | None, method: str, path: str, body: Body) -> None:
         if fault is not None and fault.kind == "status":

@@ -19,6 +19,7 @@ from blackbox_audit.evaluate import (
 from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.report import results_jsonl_line
+from tests.factories import with_gaps
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = Path(__file__).resolve().parent / "data" / "organism_example.toml"
@@ -31,8 +32,6 @@ GRAVITY = OrganismSpec(
     regex_sets=((r"\binverse[- ]cube\b", r"\blaw\b"),),
 )
 
-
-from tests.factories import with_gaps
 
 
 def spec(*keyword_sets, regex_sets=()):

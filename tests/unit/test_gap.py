@@ -76,7 +76,7 @@ def text_with_byte_nll_and_two_segmentations(draw):
     def segmentation():
         cuts = draw(st.sets(st.integers(1, len(data) - 1))) if len(data) > 1 else set()
         bounds = [0, *sorted(cuts), len(data)]
-        return [-math.fsum(nll_per_byte[a:b]) for a, b in zip(bounds, bounds[1:])]
+        return [-math.fsum(nll_per_byte[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
     return data, nll_per_byte, segmentation(), segmentation()
 

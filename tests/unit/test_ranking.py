@@ -108,7 +108,7 @@ def test_ranking_properties(records, score, threshold):
     demoted = [threshold is not None and r.degeneracy >= threshold for r in ranked[:n_scored]]
     assert demoted == sorted(demoted)
     for group in (False, True):
-        values = [getattr(r.gaps, score) for r, d in zip(ranked, demoted) if d is group]
+        values = [getattr(r.gaps, score) for r, d in zip(ranked, demoted, strict=False) if d is group]
         assert values == sorted(values, reverse=True)
 
 
