@@ -109,7 +109,7 @@ class ResponseCache:
         return self._cache.clear()
 
     def close(self) -> None:
-        with contextlib.suppress(_FAILURES):
+        with contextlib.suppress(*_FAILURES):
             self._cache.close()
 
     def __enter__(self) -> ResponseCache:
