@@ -85,10 +85,11 @@ async def test_the_comparison_catches_logprobs_shifted_by_one_token(live_model, 
     _, truth = await ground_truth(live_model)  # before the bug is planted
     original = Wire.echo_logprobs
 
-    def shifted(self, choice, i, prompt_ids, n_scored):
+    def shifted(self, choice, i, prompt_ids, n_scored, **kwargs):
         values = choice["logprobs"]["token_logprobs"]
         broken = values[:2] + values[1:-1]
-        return original(self, {**choice, "logprobs": {**choice["logprobs"], "token_logprobs": broken}}, i, prompt_ids, n_scored)
+        echo = {**choice, "logprobs": {**choice["logprobs"], "token_logprobs": broken}}
+        return original(self, echo, i, prompt_ids, n_scored, **kwargs)
 
     monkeypatch.setattr(Wire, "echo_logprobs", shifted)
     served = await served_scores(live_model, score_via="echo")
