@@ -78,9 +78,13 @@ def tokenize_request() -> tuple[str, dict]:
     raise SystemExit(f"no recorded /tokenize exchange in {FIXTURES}")
 
 
-async def drive(url: str, path: str, body: dict, *, workers: int, seconds: float, policy: RateLimitPolicy) -> tuple[HttpClient, int]:
+async def drive(
+    url: str, path: str, body: dict, *, workers: int, seconds: float, policy: RateLimitPolicy
+) -> tuple[HttpClient, int]:
     """(the client, how many requests gave up after every retry)."""
-    retry = RetryPolicy(max_attempts=50, initial_backoff_s=0.05, max_backoff_s=2.0, max_retry_after_s=30.0, jitter_s=0.05)
+    retry = RetryPolicy(
+        max_attempts=50, initial_backoff_s=0.05, max_backoff_s=2.0, max_retry_after_s=30.0, jitter_s=0.05
+    )
     http = HttpClient(url, provider="bench", max_concurrency=workers, retry=retry, rate_limit=policy)
     deadline = time.monotonic() + seconds
     gave_up = 0
@@ -107,7 +111,9 @@ def run_case(name: str, args: argparse.Namespace, *, headers: bool, policy: Rate
     bucket = TokenBucket(args.rate, args.burst, headers=headers)
     with FaultServer(FIXTURES, delay_s=args.latency_ms / 1000.0, bucket=bucket) as server:
         started = time.monotonic()
-        http, gave_up = anyio.run(lambda: drive(server.root, path, body, workers=args.workers, seconds=args.seconds, policy=policy))
+        http, gave_up = anyio.run(
+            lambda: drive(server.root, path, body, workers=args.workers, seconds=args.seconds, policy=policy)
+        )
         log = server.log()
     ok_times = [r.answered_at for r in log if r.status == 200 and r.answered_at is not None]
     end = max(ok_times, default=started)
@@ -148,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="the bucket's refill, requests/s (default 50)")
     parser.add_argument("--burst", type=int, default=10, help="the bucket's size (default 10)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="server work per answer (default 20)")
-    parser.add_argument("--workers", type=int, default=16, help="concurrent workers, the concurrency ceiling (default 16)")
+    parser.add_argument(
+        "--workers", type=int, default=16, help="concurrent workers, the concurrency ceiling (default 16)"
+    )
     parser.add_argument("--seconds", type=float, default=40.0, help="length of each case (default 40)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds left out of the sustained rate (default 2)")
-    parser.add_argument("--cases", default="headers,retry-after,fixed", help="comma-separated: headers, retry-after, fixed")
+    parser.add_argument(
+        "--cases", default="headers,retry-after,fixed", help="comma-separated: headers, retry-after, fixed"
+    )
     args = parser.parse_args(argv)
     cases = {
         "headers": ("headers", dict(headers=True, policy=RateLimitPolicy())),

@@ -40,9 +40,13 @@ def build_parser() -> Parser:
 
     cache = commands.add_parser("cache", help="inspect or clear the response cache")
     cache.add_argument("action", choices=("stats", "clear"))
-    cache.add_argument("--cache-dir", default=None, help="cache folder (default: $BLACKBOX_AUDIT_CACHE_DIR or the user cache dir)")
+    cache.add_argument(
+        "--cache-dir", default=None, help="cache folder (default: $BLACKBOX_AUDIT_CACHE_DIR or the user cache dir)"
+    )
 
-    local = commands.add_parser("local-vllm", help="install, start and stop real small models on a local vLLM CPU server")
+    local = commands.add_parser(
+        "local-vllm", help="install, start and stop real small models on a local vLLM CPU server"
+    )
     local.add_argument("action", choices=("setup", "start", "stop", "status", "up"), help="up = setup + start")
     local.add_argument("models", nargs="*", help="model keys (default: smollm2 gemma3)")
 
@@ -69,7 +73,9 @@ def build_parser() -> Parser:
     )
     audit.add_argument("--config", default=None, help="TOML or JSON file with the same settings as the flags")
     audit.set_defaults(audit_flags=add_audit_flags(audit))
-    audit.add_argument("--dry-run", action="store_true", help="print the requests and tokens the audit will cost at most, send nothing")
+    audit.add_argument(
+        "--dry-run", action="store_true", help="print the requests and tokens the audit will cost at most, send nothing"
+    )
     audit.add_argument("--quiet", action="store_true", help="no progress bars or retry lines")
 
     from blackbox_audit.evaluate import add_eval_parser

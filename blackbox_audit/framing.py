@@ -40,7 +40,10 @@ class Framer:
         if self.framing == "chat-user":
             messages = [ChatMessage(role="user", content=self.user_template.replace("{prefill}", prefill))]
         else:
-            messages = [ChatMessage(role="user", content=self.user_prompt), ChatMessage(role="assistant", content=prefill)]
+            messages = [
+                ChatMessage(role="user", content=self.user_prompt),
+                ChatMessage(role="assistant", content=prefill),
+            ]
         if self.system_prompt:
             messages.insert(0, ChatMessage(role="system", content=self.system_prompt))
         return tuple(messages)

@@ -155,7 +155,12 @@ def measure(
         return CompletionResult(**base, alignment="empty", target=None, reference=None, gaps=None, reference_tokens=())
     if scored is None:
         return CompletionResult(
-            **base, alignment="unaligned", alignment_detail=failure, target=None, reference=None, gaps=None,
+            **base,
+            alignment="unaligned",
+            alignment_detail=failure,
+            target=None,
+            reference=None,
+            gaps=None,
             reference_tokens=(),
         )
     reference_tokens = scored.tokens

@@ -81,5 +81,9 @@ def build_manifest(
         "timings_s": timings,
     }
     if null is not None and null_target is not None:
-        manifest["null"] = {**null.summary(), "beyond_max": spool.beyond_null, "null_target": endpoint_facts(null_target)}
+        manifest["null"] = {
+            **null.summary(),
+            "beyond_max": spool.beyond_null,
+            "null_target": endpoint_facts(null_target),
+        }
     return manifest

@@ -50,7 +50,11 @@ class NullDistribution:
     def compare(self, gap: float) -> NullComparison:
         at_or_above = len(self.values) - bisect.bisect_left(self.values, gap)
         sd = self.sd
-        z = (gap - self.mean) / sd if sd > 0 else (math.copysign(math.inf, gap - self.mean) if gap != self.mean else 0.0)
+        z = (
+            (gap - self.mean) / sd
+            if sd > 0
+            else (math.copysign(math.inf, gap - self.mean) if gap != self.mean else 0.0)
+        )
         return NullComparison(
             p_value=(1 + at_or_above) / (1 + len(self.values)),
             z=z if math.isfinite(z) else math.copysign(1e9, z),

@@ -116,14 +116,18 @@ class OutputSet:
             self.staging = None
 
 
-def write_reports(output: OutputSet, ranked: Sequence[CompletionResult], manifest: dict[str, Any], config: AuditConfig) -> None:
+def write_reports(
+    output: OutputSet, ranked: Sequence[CompletionResult], manifest: dict[str, Any], config: AuditConfig
+) -> None:
     """The reports and the manifest beside results.jsonl (written by the spool); the HTML is streamed."""
     summary = {
         "target": f"{config.target.model} @ {config.target.base_url}",
         "reference": f"{config.reference.model} @ {config.reference.base_url}",
         "framing": config.framing,
         "ranking": config.score
-        + (f" (degenerate >= {config.degeneracy_threshold} demoted)" if config.degeneracy_threshold is not None else ""),
+        + (
+            f" (degenerate >= {config.degeneracy_threshold} demoted)" if config.degeneracy_threshold is not None else ""
+        ),
         "completions": str(len(ranked)),
     }
     if "null" in manifest:

@@ -112,7 +112,11 @@ def audit_sync(config: AuditConfig, **kwargs: Any) -> AuditResult:
 
 @asynccontextmanager
 async def _endpoints(
-    config: AuditConfig, hooks: Hooks, transports: TransportFactory, retry: RetryPolicy, sleep: Callable[[float], Awaitable[None]]
+    config: AuditConfig,
+    hooks: Hooks,
+    transports: TransportFactory,
+    retry: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]],
 ) -> AsyncIterator[tuple[OpenAICompatibleProvider, OpenAICompatibleProvider, OpenAICompatibleProvider | None]]:
     """The endpoints (target, reference, and the null target when given), each checked for its
     role before any work. An endpoint with a declared dialect connects without a request
@@ -161,9 +165,10 @@ async def _stream(
     disk in the spool with only their sort keys in memory, so memory stays flat."""
     framer = Framer.of(config)
     total = len(prefills)
-    with hooks.stage("target generation", total, "completion") as generated, hooks.stage(
-        "reference scoring", total, "completion"
-    ) as scored:
+    with (
+        hooks.stage("target generation", total, "completion") as generated,
+        hooks.stage("reference scoring", total, "completion") as scored,
+    ):
         for chunk in chunked(prefills, STREAM_CHUNK):
             with timer.stage("target_generation"):
                 completions = await generate_completions(

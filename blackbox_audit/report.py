@@ -49,9 +49,7 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def render_html(
-    ranked: Sequence[CompletionResult], *, title: str, summary: Mapping[str, str], top_k: int = 50
-) -> str:
+def render_html(ranked: Sequence[CompletionResult], *, title: str, summary: Mapping[str, str], top_k: int = 50) -> str:
     """One file to mail or archive: inline CSS, no scripts, no external resources.
 
     Top-k cards shade each completion character by its gap (red: likelier under the target),

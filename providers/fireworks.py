@@ -69,7 +69,9 @@ class FireworksProvider(OpenAICompatibleProvider):
                     )
         tokens = self.wire.content_entries(content, field, id_key="token_id")
         ids = raw.get("completion_token_ids") if isinstance(raw, dict) else None
-        if ids is not None and self.wire.token_ids(ids, f"{where}.completion_token_ids") != [t.token_id for t in tokens]:
+        if ids is not None and self.wire.token_ids(ids, f"{where}.completion_token_ids") != [
+            t.token_id for t in tokens
+        ]:
             raise self.wire.fail(f"{where}.completion_token_ids", "differ from the ids of the logprob entries")
         return tokens
 
@@ -83,7 +85,9 @@ class FireworksProvider(OpenAICompatibleProvider):
     def _parse_generation(self, payload: Any, n: int) -> Generation:
         choices = self.wire.choices(payload, n)
         return Generation(
-            completions=tuple(self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)),
+            completions=tuple(
+                self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)
+            ),
             usage=self.wire.usage(payload),
         )
 
@@ -92,7 +96,9 @@ class FireworksProvider(OpenAICompatibleProvider):
         completions = []
         for i, choice in enumerate(choices):
             message = self.wire.get(choice, "message", f"choices[{i}].message")
-            completions.append(self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or ""))
+            completions.append(
+                self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or "")
+            )
         return Generation(completions=tuple(completions), usage=self.wire.usage(payload))
 
 

@@ -56,7 +56,9 @@ class LlamaCppProvider(OpenAICompatibleProvider):
     def _parse_generation(self, payload: Any, n: int) -> Generation:
         choices = self.wire.choices(payload, n)
         return Generation(
-            completions=tuple(self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)),
+            completions=tuple(
+                self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)
+            ),
             usage=self.wire.usage(payload),
         )
 
@@ -65,7 +67,9 @@ class LlamaCppProvider(OpenAICompatibleProvider):
         completions = []
         for i, choice in enumerate(choices):
             message = self.wire.get(choice, "message", f"choices[{i}].message")
-            completions.append(self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or ""))
+            completions.append(
+                self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or "")
+            )
         return Generation(completions=tuple(completions), usage=self.wire.usage(payload))
 
     # -- tokenizer routes beside /v1, in llama.cpp's own words ---------------------------

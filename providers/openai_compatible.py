@@ -214,7 +214,8 @@ class OpenAICompatibleProvider(ContinuationScorer):
         choices = self.wire.choices(payload, n)
         return Generation(
             completions=tuple(
-                self.wire.completion(c, i, stop_token_included=self.stop_token_in_logprobs) for i, c in enumerate(choices)
+                self.wire.completion(c, i, stop_token_included=self.stop_token_in_logprobs)
+                for i, c in enumerate(choices)
             ),
             usage=self.wire.usage(payload),
         )
@@ -256,7 +257,9 @@ class OpenAICompatibleProvider(ContinuationScorer):
                         f" the server to {text!r}"
                     )
         self.local_tokenizer = tokenizer
-        self.tokenizer_source = f"local {tokenizer.path} ({'matches the server' if checked else 'unchecked: no /tokenize'})"
+        self.tokenizer_source = (
+            f"local {tokenizer.path} ({'matches the server' if checked else 'unchecked: no /tokenize'})"
+        )
         if not checked:  # the server stays the truth where it tokenizes; elsewhere this is the tokenizer now
             self.capabilities = self.capabilities.model_copy(update={"tokenizer": "local"})
 
@@ -268,7 +271,9 @@ class OpenAICompatibleProvider(ContinuationScorer):
         if self._tokenizes_locally(prompt):
             assert self.local_tokenizer is not None and isinstance(prompt, str)
             return self.local_tokenizer.encode(prompt, add_special_tokens=add_special_tokens)
-        if self.capabilities.tokenizer not in ("server", "local") or (is_chat(prompt) and not self.capabilities.chat_tokenize):
+        if self.capabilities.tokenizer not in ("server", "local") or (
+            is_chat(prompt) and not self.capabilities.chat_tokenize
+        ):
             raise CapabilityError(f"{self.wire.provider} has no tokenizer for this prompt")
         path, body = self.tokenize_request(prompt, add_special_tokens)
         return await self.http.request("POST", path, body, self.wire.tokenize)
@@ -309,7 +314,6 @@ class OpenAICompatibleProvider(ContinuationScorer):
     def root_url(self) -> str:
         """The server's root, for routes that sit beside /v1 rather than under it."""
         return self.base_url.removesuffix("/v1")
-
 
 
 ADAPTER = OpenAICompatibleProvider

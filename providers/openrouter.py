@@ -59,7 +59,9 @@ class ProviderRouting(BaseModel):
     def _slugs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for value in values:
             if not SLUG.match(value):
-                raise ValueError(f"{value!r} is not a provider slug or quantization name (lower case, e.g. deepinfra, bf16)")
+                raise ValueError(
+                    f"{value!r} is not a provider slug or quantization name (lower case, e.g. deepinfra, bf16)"
+                )
         return values
 
     def body(self) -> dict[str, Any]:
@@ -104,7 +106,9 @@ class OpenRouterProvider(OpenAICompatibleProvider):
             return
         upstream = payload.get("provider") if isinstance(payload, dict) else None
         if not isinstance(upstream, str) or _normalise(upstream) not in {_normalise(a) for a in allowed}:
-            raise self.wire.fail("provider", f"answered by {upstream!r}, not by a pinned upstream ({', '.join(allowed)})")
+            raise self.wire.fail(
+                "provider", f"answered by {upstream!r}, not by a pinned upstream ({', '.join(allowed)})"
+            )
 
     def _parse_generation(self, payload: Any, n: int) -> Generation:
         self._check_upstream(payload)

@@ -96,7 +96,9 @@ class ProbeReport:
             detail = c.detail.replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {c.name} | {'ok' if c.ok else 'FAIL'} | {detail} |")
         lines.append(f"| as target | {'yes' if self.can_target else 'no'} | generation with logprobs |")
-        lines.append(f"| as reference | {'yes' if self.can_reference else 'no'} | tokenize or echoed texts, and echo or prompt_logprobs |")
+        lines.append(
+            f"| as reference | {'yes' if self.can_reference else 'no'} | tokenize or echoed texts, and echo or prompt_logprobs |"
+        )
         return "\n".join(lines)
 
 
@@ -203,7 +205,9 @@ async def _check_tokenize(p: OpenAICompatibleProvider) -> str:
 async def _check_chat_tokenize(p: OpenAICompatibleProvider) -> str:
     ids = await p.tokenize((*PROBE_MESSAGES, PROBE_PREFILL))
     text = await p.detokenize(ids)
-    assert text.rstrip().endswith(PROBE_PREFILL.content), f"templated text does not end with the prefill: {text[-60:]!r}"
+    assert text.rstrip().endswith(PROBE_PREFILL.content), (
+        f"templated text does not end with the prefill: {text[-60:]!r}"
+    )
     return f"{len(ids)} templated tokens ending in the prefill"
 
 
@@ -219,7 +223,9 @@ def _echo_entries(payload: Any) -> list[Any]:
         if isinstance(entries, list):
             return [e[0] if isinstance(e, list | tuple) and e else e for e in entries]
     choices = payload.get("choices") if isinstance(payload, dict) else None
-    logprobs = choices[0].get("logprobs") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+    logprobs = (
+        choices[0].get("logprobs") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+    )
     if isinstance(logprobs, dict) and isinstance(logprobs.get("token_logprobs"), list):
         return logprobs["token_logprobs"]
     if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
@@ -247,7 +253,9 @@ async def _check_echo_shape(p: OpenAICompatibleProvider) -> str:
     generated = generated if isinstance(generated, int) else 0
     count = f"{len(values)} entries for {expected}" + (f" (+{generated} generated)" if generated else "")
     if n_prompt is not None:
-        assert len(values) - generated == n_prompt, f"{count}: the echo does not cover the prompt (ignored or broken echo)"
+        assert len(values) - generated == n_prompt, (
+            f"{count}: the echo does not cover the prompt (ignored or broken echo)"
+        )
     assert first is None, f"{count}; the first entry is {first!r}, expected null (nothing conditions it): off by one?"
     return f"{count}; first entry null"
 
@@ -258,7 +266,9 @@ async def _check_echo_text_alignment(p: OpenAICompatibleProvider) -> str:
     payload = await p.http.request("POST", p.score_path(), body, _raw, cached=False)
     echoed = p.echoed_prompt_tokens(payload)
     scored = p.wire.align_echoed_text(echoed, PROBE_CONTEXT, PROBE_TEXT[len(PROBE_CONTEXT) :], p.echo_field)
-    return f"{len(echoed)} echoed tokens spell the prompt; continuation = last {len(scored.tokens)} ({scored.alignment})"
+    return (
+        f"{len(echoed)} echoed tokens spell the prompt; continuation = last {len(scored.tokens)} ({scored.alignment})"
+    )
 
 
 async def _score(p: OpenAICompatibleProvider, via: str) -> list[float]:
@@ -289,7 +299,10 @@ async def _check_prompt_logprobs(p: OpenAICompatibleProvider) -> str:
 async def _check_batch(p: OpenAICompatibleProvider) -> str:
     assert p.scores_by_ids, "text prompts are scored one per request"
     p.score_via = "echo" if type(p).declared_capabilities(p.model).echo_scoring else "prompt_logprobs"
-    requests = [ScoreRequest(context=PROBE_CONTEXT, continuation=" jumps"), ScoreRequest(context="It was", continuation=" a sunny day")]
+    requests = [
+        ScoreRequest(context=PROBE_CONTEXT, continuation=" jumps"),
+        ScoreRequest(context="It was", continuation=" a sunny day"),
+    ]
     singles = [await p.score(r) for r in requests]
     saved, p.max_batch_prompts = p.max_batch_prompts, len(requests)
     try:
@@ -349,12 +362,16 @@ async def _check_top_logprobs(p: OpenAICompatibleProvider) -> str:
                 high = mid - 1
         raise AssertionError(f"declared {declared} but {declared} is {at_cap}; the real cap is {best}")
     above = await _ask_top(p, declared + 1)
-    above_text = f"{declared + 1}: {above}" if isinstance(above, str) else f"{declared + 1} also honoured ({above} returned)"
+    above_text = (
+        f"{declared + 1}: {above}" if isinstance(above, str) else f"{declared + 1} also honoured ({above} returned)"
+    )
     return f"declared {declared}: {at_cap} alternatives returned; {above_text}"
 
 
 async def _one_token(p: OpenAICompatibleProvider, temperature: float, seed: int | None) -> Any:
-    generation = await p.generate(GenerateRequest(prompt=_target_prompt(p), max_tokens=1, temperature=temperature, seed=seed))
+    generation = await p.generate(
+        GenerateRequest(prompt=_target_prompt(p), max_tokens=1, temperature=temperature, seed=seed)
+    )
     completion = generation.completions[0]
     assert completion.tokens, "no generated token"
     return completion.tokens[0]
@@ -372,7 +389,9 @@ async def _check_raw_logprobs(p: OpenAICompatibleProvider) -> str:
                 f" and {sampled.logprob:.4f} at temperature 1"
             )
             return f"raw: {greedy.text!r} has logprob {greedy.logprob:.4f} at temperature 0 and 1 (diff {diff:.1e})"
-    raise AssertionError(f"undecided: temperature 1 never sampled the greedy token {greedy.text!r} in {SAMPLING_TRIES} seeds")
+    raise AssertionError(
+        f"undecided: temperature 1 never sampled the greedy token {greedy.text!r} in {SAMPLING_TRIES} seeds"
+    )
 
 
 async def _greedy(p: OpenAICompatibleProvider) -> Generation:
@@ -394,7 +413,9 @@ async def _check_template_leak(p: OpenAICompatibleProvider) -> str:
     for text in texts:
         leaked = [m for m in TEMPLATE_MARKERS if m in text]
         assert not leaked, f"chat text carries template markers {leaked}: {text[:60]!r}"
-        assert not text.lstrip().lower().startswith(("assistant\n", "assistant:", "model\n")), f"a role header leaked: {text[:40]!r}"
+        assert not text.lstrip().lower().startswith(("assistant\n", "assistant:", "model\n")), (
+            f"a role header leaked: {text[:40]!r}"
+        )
     return f"no template markers in {len(texts)} chat answer(s)"
 
 

@@ -18,7 +18,9 @@ SCORE_CASES = (
     ScoreRequest(context="The quick brown fox", continuation=" jumps over the lazy dog."),
     ScoreRequest(context="In 1969, Apollo 11", continuation=" landed on the Moon. Café, naïve, 東京 — 🙂!"),
     ScoreRequest(context="import numpy as np\n", continuation="x = np.zeros((3, 3))\nprint(x.sum())"),
-    ScoreRequest(context=(SYSTEM, USER, ChatMessage(role="assistant", content="The")), continuation=" weather is lovely."),
+    ScoreRequest(
+        context=(SYSTEM, USER, ChatMessage(role="assistant", content="The")), continuation=" weather is lovely."
+    ),
 )
 
 RAW_SCORE_CASES = tuple(case for case in SCORE_CASES if isinstance(case.context, str))
@@ -76,7 +78,9 @@ async def echo_forced(p: OpenAICompatibleProvider) -> Any:
         scored = await p.score(RAW_SCORE_CASES[0])
     except ResponseShapeError as exc:
         return exc
-    raise AssertionError(f"{p.dialect}: an echo that covers {len(scored.tokens)} tokens was accepted from a server that ignores echo")
+    raise AssertionError(
+        f"{p.dialect}: an echo that covers {len(scored.tokens)} tokens was accepted from a server that ignores echo"
+    )
 
 
 async def tokenize_round_trip(p: OpenAICompatibleProvider) -> Any:

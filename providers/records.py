@@ -146,7 +146,12 @@ class Capabilities(Record):
     @property
     def can_score_chat(self) -> bool:
         """Chat-framed scoring needs the endpoint's own chat template as token ids."""
-        return (self.echo_scoring or self.prompt_logprobs) and self.tokenize and self.token_id_prompts and self.chat_tokenize
+        return (
+            (self.echo_scoring or self.prompt_logprobs)
+            and self.tokenize
+            and self.token_id_prompts
+            and self.chat_tokenize
+        )
 
     @property
     def prefill_tokenizer(self) -> PrefillTokenizerKind:

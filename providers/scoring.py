@@ -112,8 +112,10 @@ class ContinuationScorer:
         covered = await self.detokenize(joint_ids[shared:])
         context_text = request.context if isinstance(request.context, str) else request.context[-1].content
         n_context_chars = len(covered) - len(request.continuation)
-        if not covered.endswith(request.continuation) or n_context_chars < 0 or not context_text.endswith(
-            covered[:n_context_chars]
+        if (
+            not covered.endswith(request.continuation)
+            or n_context_chars < 0
+            or not context_text.endswith(covered[:n_context_chars])
         ):
             raise AlignmentError(
                 f"{self.wire.provider}: the scored tokens decode to {covered[:60]!r}, which does not end with the"
@@ -182,7 +184,6 @@ class ContinuationScorer:
             for p, tokens in zip(chunk, token_lists, strict=True)
         ]
 
-
     # -- scoring text prompts by the echoed token texts ------------------------------------
 
     def score_text_body(self, prompt: str) -> dict[str, Any]:
@@ -207,7 +208,9 @@ class ContinuationScorer:
         if self.echo_max_tokens:
             n_generated = self.wire.usage(payload).completion_tokens
             if n_generated > len(texts):
-                raise self.wire.fail("usage.completion_tokens", f"{n_generated} generated tokens but only {len(texts)} echoed")
+                raise self.wire.fail(
+                    "usage.completion_tokens", f"{n_generated} generated tokens but only {len(texts)} echoed"
+                )
         keep = len(texts) - n_generated
         for j in range(keep):
             if not isinstance(texts[j], str):

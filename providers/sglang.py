@@ -55,7 +55,9 @@ class SGLangProvider(OpenAICompatibleProvider):
         completions = []
         for i, choice in enumerate(choices):
             completion = self.wire.completion(choice, i)
-            tokens, stop = self.wire.split_stop_by_spelling(completion.text, list(completion.tokens), completion.finish_reason)
+            tokens, stop = self.wire.split_stop_by_spelling(
+                completion.text, list(completion.tokens), completion.finish_reason
+            )
             completions.append(completion.model_copy(update={"tokens": tuple(tokens), "stop_token": stop}))
         return Generation(completions=tuple(completions), usage=self.wire.usage(payload))
 
@@ -65,9 +67,13 @@ class SGLangProvider(OpenAICompatibleProvider):
         for i, choice in enumerate(choices):
             message = self.wire.get(choice, "message", f"choices[{i}].message")
             if isinstance(message, dict) and (message.get("reasoning_content") or message.get("tool_calls")):
-                raise self.wire.fail(f"choices[{i}].message", f"reasoning or tool calls beside the content ({PARSER_HINT})")
+                raise self.wire.fail(
+                    f"choices[{i}].message", f"reasoning or tool calls beside the content ({PARSER_HINT})"
+                )
             completion = self.wire.chat_completion(choice, i)
-            tokens, stop = self.wire.split_stop_by_spelling(completion.text, list(completion.tokens), completion.finish_reason)
+            tokens, stop = self.wire.split_stop_by_spelling(
+                completion.text, list(completion.tokens), completion.finish_reason
+            )
             completion = completion.model_copy(update={"tokens": tuple(tokens), "stop_token": stop})
             completions.append(self.wire.check_spelling(completion, f"choices[{i}].logprobs.content", PARSER_HINT))
         return Generation(completions=tuple(completions), usage=self.wire.usage(payload))

@@ -63,7 +63,9 @@ class TogetherProvider(OpenAICompatibleProvider):
     def _parse_generation(self, payload: Any, n: int) -> Generation:
         choices = self.wire.choices(payload, n, indexed=False)
         return Generation(
-            completions=tuple(self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)),
+            completions=tuple(
+                self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)
+            ),
             usage=self.wire.usage(payload),
         )
 
@@ -72,7 +74,9 @@ class TogetherProvider(OpenAICompatibleProvider):
         completions = []
         for i, choice in enumerate(choices):
             message = self.wire.get(choice, "message", f"choices[{i}].message")
-            completions.append(self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or ""))
+            completions.append(
+                self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or "")
+            )
         return Generation(completions=tuple(completions), usage=self.wire.usage(payload))
 
     echo_field: ClassVar[str] = "prompt[0].logprobs"
@@ -81,7 +85,9 @@ class TogetherProvider(OpenAICompatibleProvider):
         """`prompt[0].logprobs`: the echoed prompt, apart from the generated `choices`."""
         prompt = payload.get("prompt") if isinstance(payload, dict) else None
         if not prompt:
-            raise self.wire.fail("prompt", "missing: the echoed prompt did not come back (echo ignored?); nothing to score")
+            raise self.wire.fail(
+                "prompt", "missing: the echoed prompt did not come back (echo ignored?); nothing to score"
+            )
         if not isinstance(prompt, list) or len(prompt) != 1:
             got = len(prompt) if isinstance(prompt, list) else type(prompt).__name__
             raise self.wire.fail("prompt", f"expected one echoed prompt, got {got} (echo ignored?)")

@@ -87,7 +87,9 @@ async def build(dialect: str, out: Path) -> int:
     if dialect in OPTIONS:
         meta["options"] = OPTIONS[dialect]
     transport = ReferenceRecorder(out, EmulatingTransport(dialect, UPSTREAM, MODEL), meta)
-    provider = await connect(BASE_URLS[dialect], MODEL, dialect=dialect, transport=transport, options=OPTIONS.get(dialect))
+    provider = await connect(
+        BASE_URLS[dialect], MODEL, dialect=dialect, transport=transport, options=OPTIONS.get(dialect)
+    )
     try:
         return await run_scenarios(provider)
     finally:

@@ -52,7 +52,9 @@ def test_self_consistency(live_model, framing, tmp_path):
         assert record.alignment in ("exact", "widened", "empty"), record.alignment_detail
 
 
-async def _sequences(model: local_vllm.LocalModel, records, config: AuditConfig, side: str = "target") -> list[list[int]]:
+async def _sequences(
+    model: local_vllm.LocalModel, records, config: AuditConfig, side: str = "target"
+) -> list[list[int]]:
     """Each record's context ids (its framing, the reference's template) and the completion's
     ids as `side` ("target" or "reference") tokenized it."""
     provider = await connect(model.base_url, model.served_name)
@@ -70,7 +72,11 @@ async def _sequences(model: local_vllm.LocalModel, records, config: AuditConfig,
 def test_cross_family_audit_writes_everything(target_key, reference_key, tmp_path):
     target, reference = require_server(target_key), require_server(reference_key)
     config = AuditConfig(
-        target=endpoint(target), reference=endpoint(reference), limit=50, out=tmp_path / "out", cache_dir=tmp_path / "cache"
+        target=endpoint(target),
+        reference=endpoint(reference),
+        limit=50,
+        out=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
     )
     result = audit_sync(config)
     assert len(result.results) == 50
@@ -111,7 +117,9 @@ def test_chat_user_framing_through_the_openai_dialect(tmp_path):
     for record in result.results:
         assert record.framing == "chat-user" and record.alignment == "exact", record.alignment_detail
         assert "".join(t.text for t in record.target_tokens) == record.completion
-    comparable = [r for r in result.results if [t.text for t in r.target_tokens] == [t.text for t in r.reference_tokens]]
+    comparable = [
+        r for r in result.results if [t.text for t in r.target_tokens] == [t.text for t in r.reference_tokens]
+    ]
     assert len(comparable) >= 6
     sequences = anyio.run(_sequences, model, comparable, config, "reference")
     truth = forward(model.key, sequences)

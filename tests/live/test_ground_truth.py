@@ -158,7 +158,7 @@ async def test_probe_passes_both_roles(live_model):
 
 
 async def test_served_tokenizer_is_adopted_and_scores_identically(live_model):
-    """"auto" finds the served folder's tokenizer.json, which matches /tokenize, and then scores
+    """ "auto" finds the served folder's tokenizer.json, which matches /tokenize, and then scores
     with the very same ids and logprobs while sending no tokenizer request."""
     server = await connect(live_model.base_url, live_model.served_name, tokenizer="server")
     local = await connect(live_model.base_url, live_model.served_name, tokenizer="auto")

@@ -92,7 +92,10 @@ def _openai_choice(choice: dict) -> dict:
 
 
 def _openai_body(answer: dict) -> dict:
-    return {**{k: v for k, v in answer.items() if k not in VLLM_ONLY_FIELDS}, "choices": [_openai_choice(c) for c in answer["choices"]]}
+    return {
+        **{k: v for k, v in answer.items() if k not in VLLM_ONLY_FIELDS},
+        "choices": [_openai_choice(c) for c in answer["choices"]],
+    }
 
 
 def _bytes(text: str) -> list[int]:
@@ -178,13 +181,19 @@ class TogetherEmulator(_Emulator):
             )
             if echo:
                 prompt_ids = choice["prompt_token_ids"]
-                out["prompt"] = [{"text": body["prompt"], "logprobs": _flat(tokens[:n_prompt], values[:n_prompt], prompt_ids)}]
+                out["prompt"] = [
+                    {"text": body["prompt"], "logprobs": _flat(tokens[:n_prompt], values[:n_prompt], prompt_ids)}
+                ]
         out["choices"] = choices
         return out
 
     def route_chat_completions(self, body: dict) -> Any:
         k = int(body.pop("logprobs", 0) or 0)
-        answer = self.call("POST", "/v1/chat/completions", {**body, "logprobs": k > 0, "top_logprobs": max(k - 1, 0), "return_token_ids": True})
+        answer = self.call(
+            "POST",
+            "/v1/chat/completions",
+            {**body, "logprobs": k > 0, "top_logprobs": max(k - 1, 0), "return_token_ids": True},
+        )
         out = {key: answer[key] for key in ("id", "created", "model", "usage")}
         out["object"] = "chat.completion"
         out["choices"] = []
@@ -216,9 +225,13 @@ class FireworksEmulator(_Emulator):
             return 0.0  # the greedy token has probability 1 under the sampling distribution
         if temperature == 1.0 and top_p == 1.0:
             return logprob
-        raise EmulationError(f"fireworks: sampling_logprob at temperature {temperature}, top_p {top_p} is not known exactly")
+        raise EmulationError(
+            f"fireworks: sampling_logprob at temperature {temperature}, top_p {top_p} is not known exactly"
+        )
 
-    def _raw_output(self, body: dict, entries: list[dict], prompt_ids: list[int], text: str, gen_ids: list[int]) -> dict:
+    def _raw_output(
+        self, body: dict, entries: list[dict], prompt_ids: list[int], text: str, gen_ids: list[int]
+    ) -> dict:
         content = []
         offset = 0
         for entry, token_id in zip(entries, gen_ids, strict=True):
@@ -258,8 +271,20 @@ class FireworksEmulator(_Emulator):
                 choice["text"] = prompt_text + original["text"]
             if raw:
                 entries = [
-                    {"token": t, "logprob": v, "bytes": _bytes(t), "top_logprobs": [{"token": a, "logprob": b, "bytes": _bytes(a)} for a, b in (top or {}).items()]}
-                    for t, v, top in zip(lp["tokens"][n_prompt:], lp["token_logprobs"][n_prompt:], lp["top_logprobs"][n_prompt:], strict=True)
+                    {
+                        "token": t,
+                        "logprob": v,
+                        "bytes": _bytes(t),
+                        "top_logprobs": [
+                            {"token": a, "logprob": b, "bytes": _bytes(a)} for a, b in (top or {}).items()
+                        ],
+                    }
+                    for t, v, top in zip(
+                        lp["tokens"][n_prompt:],
+                        lp["token_logprobs"][n_prompt:],
+                        lp["top_logprobs"][n_prompt:],
+                        strict=True,
+                    )
                 ]
                 choice["raw_output"] = self._raw_output(body, entries, prompt_ids, original["text"], gen_ids)
         return out
@@ -272,7 +297,11 @@ class FireworksEmulator(_Emulator):
             choice["message"] = {"role": "assistant", "content": original["message"]["content"]}
             if raw:
                 choice["raw_output"] = self._raw_output(
-                    body, original["logprobs"]["content"], original.get("prompt_token_ids") or [], original["message"]["content"], original["token_ids"]
+                    body,
+                    original["logprobs"]["content"],
+                    original.get("prompt_token_ids") or [],
+                    original["message"]["content"],
+                    original["token_ids"],
                 )
         return out
 
@@ -294,9 +323,20 @@ class SGLangEmulator(_Emulator):
     def _generate_one(self, ids: list[int], body: dict) -> dict:
         params = body.get("sampling_params") or {}
         if params.get("max_new_tokens") != 0 or not body.get("return_logprob") or body.get("logprob_start_len") != 0:
-            raise EmulationError("sglang: only prompt scoring (max_new_tokens 0, return_logprob, logprob_start_len 0) is emulated")
+            raise EmulationError(
+                "sglang: only prompt scoring (max_new_tokens 0, return_logprob, logprob_start_len 0) is emulated"
+            )
         answer = self.call(
-            "POST", "/v1/completions", {"model": self.model, "prompt": ids, "echo": True, "max_tokens": 0, "logprobs": 0, "return_token_ids": True}
+            "POST",
+            "/v1/completions",
+            {
+                "model": self.model,
+                "prompt": ids,
+                "echo": True,
+                "max_tokens": 0,
+                "logprobs": 0,
+                "return_token_ids": True,
+            },
         )
         choice = answer["choices"][0]
         values = choice["logprobs"]["token_logprobs"]
@@ -348,13 +388,26 @@ class LlamaCppEmulator(_Emulator):
         plain["max_tokens"] = max(int(plain.get("max_tokens", 16) or 0), 1)
         plain["logprobs"] = max(int(plain.get("logprobs") or 0), 1)
         answer = self.call("POST", "/v1/completions", {**plain, "return_token_ids": True})
-        out = {"id": answer["id"], "object": "text_completion", "created": answer["created"], "model": answer["model"], "usage": answer["usage"]}
+        out = {
+            "id": answer["id"],
+            "object": "text_completion",
+            "created": answer["created"],
+            "model": answer["model"],
+            "usage": answer["usage"],
+        }
         out["system_fingerprint"] = "b0000-emulated"
         out["choices"] = []
         for choice in answer["choices"]:
             lp = choice["logprobs"]
             entries = self._entries(lp["tokens"], lp["token_logprobs"], choice["token_ids"], lp["top_logprobs"])
-            out["choices"].append({"text": choice["text"], "index": choice["index"], "logprobs": {"content": entries}, "finish_reason": choice["finish_reason"]})
+            out["choices"].append(
+                {
+                    "text": choice["text"],
+                    "index": choice["index"],
+                    "logprobs": {"content": entries},
+                    "finish_reason": choice["finish_reason"],
+                }
+            )
         return out
 
     def route_chat_completions(self, body: dict) -> Any:
@@ -367,7 +420,11 @@ class LlamaCppEmulator(_Emulator):
         return out
 
     def route_tokenize(self, body: dict) -> Any:
-        answer = self.call("POST", "/tokenize", {"model": self.model, "prompt": body["content"], "add_special_tokens": bool(body.get("add_special"))})
+        answer = self.call(
+            "POST",
+            "/tokenize",
+            {"model": self.model, "prompt": body["content"], "add_special_tokens": bool(body.get("add_special"))},
+        )
         return {"tokens": answer["tokens"]}
 
     def route_detokenize(self, body: dict) -> Any:
@@ -375,7 +432,15 @@ class LlamaCppEmulator(_Emulator):
 
 
 EMULATORS: dict[str, type[_Emulator]] = {
-    e.dialect: e for e in (TogetherEmulator, FireworksEmulator, DeepInfraEmulator, OpenRouterEmulator, SGLangEmulator, LlamaCppEmulator)
+    e.dialect: e
+    for e in (
+        TogetherEmulator,
+        FireworksEmulator,
+        DeepInfraEmulator,
+        OpenRouterEmulator,
+        SGLangEmulator,
+        LlamaCppEmulator,
+    )
 }
 
 

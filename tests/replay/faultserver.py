@@ -65,8 +65,12 @@ def _error_body(message: str, error_type: str, code: int | str, param: str | Non
 
 def rate_limited(*, retry_after: str | None = None, retry_after_ms: str | None = None) -> Fault:
     """429 with `Retry-After` and/or `retry-after-ms`, as OpenAI sends them."""
-    headers = tuple((k, v) for k, v in (("Retry-After", retry_after), ("retry-after-ms", retry_after_ms)) if v is not None)
-    body = _error_body("Rate limit reached for requests per min. Please try again later.", "requests", "rate_limit_exceeded")
+    headers = tuple(
+        (k, v) for k, v in (("Retry-After", retry_after), ("retry-after-ms", retry_after_ms)) if v is not None
+    )
+    body = _error_body(
+        "Rate limit reached for requests per min. Please try again later.", "requests", "rate_limit_exceeded"
+    )
     return Fault("429 rate limit", "status", 429, headers, body)
 
 
@@ -338,7 +342,9 @@ class TokenBucket:
     without a token gets 429 with `retry-after-ms` (when the next token comes). `headers=True`
     also sends OpenAI's `x-ratelimit-{limit,remaining,reset}-requests` on every answer."""
 
-    def __init__(self, rate_per_s: float, burst: int, *, headers: bool = True, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, rate_per_s: float, burst: int, *, headers: bool = True, clock: Callable[[], float] = time.monotonic
+    ):
         self.rate_per_s = rate_per_s
         self.burst = burst
         self.headers = headers
@@ -444,13 +450,21 @@ class Replay:
             self.exchanges.update(load_exchanges(directory))
         self.models = sorted(
             {e.meta["model"] for e in self.exchanges.values() if "model" in e.meta}
-            | {e.request_body["model"] for e in self.exchanges.values() if isinstance(e.request_body, dict) and "model" in e.request_body}
+            | {
+                e.request_body["model"]
+                for e in self.exchanges.values()
+                if isinstance(e.request_body, dict) and "model" in e.request_body
+            }
         )
         self.version = next((e.meta.get("version") for e in self.exchanges.values() if e.meta.get("version")), "0.0.0")
         # /v1/completions answers prompt by prompt: unit key -> (choices re-indexed from 0, template)
         self.per_prompt: dict[str, tuple[list[dict], dict]] = {}
         for exchange in self.exchanges.values():
-            if exchange.path != "/v1/completions" or exchange.status != 200 or not isinstance(exchange.request_body, dict):
+            if (
+                exchange.path != "/v1/completions"
+                or exchange.status != 200
+                or not isinstance(exchange.request_body, dict)
+            ):
                 continue
             if not all(isinstance(c, dict) and "index" in c for c in exchange.response_body.get("choices") or []):
                 continue  # a dialect whose choices carry no index (Together) is only answered as recorded
@@ -495,7 +509,9 @@ class FaultServer:
     `url` is the OpenAI-style base URL (ending in /v1). `delay_s` slows every answer down.
     """
 
-    def __init__(self, *fixture_dirs: Path, rules: Iterable[Rule] = (), delay_s: float = 0.0, bucket: TokenBucket | None = None):
+    def __init__(
+        self, *fixture_dirs: Path, rules: Iterable[Rule] = (), delay_s: float = 0.0, bucket: TokenBucket | None = None
+    ):
         self.replay = Replay(fixture_dirs)
         self.rules: list[Rule] = list(rules)
         self.delay_s = delay_s
@@ -641,7 +657,9 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(ConnectionError, OSError):  # the client went away (timeout, kill)
             self._respond(owner, served, fault, method, path, body)
 
-    def _respond(self, owner: FaultServer, served: Served, fault: Fault | None, method: str, path: str, body: Body) -> None:
+    def _respond(
+        self, owner: FaultServer, served: Served, fault: Fault | None, method: str, path: str, body: Body
+    ) -> None:
         if fault is not None and fault.kind == "status":
             return self._send(served, fault.status, dict(fault.headers), fault.body)
         if fault is not None and fault.kind == "raw":
@@ -674,7 +692,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reset_mid_body(served, status, content)
         self._send(served, status, headers, None, raw=content)
 
-    def _send(self, served: Served, status: int, headers: dict[str, str], body: Body, *, raw: bytes | None = None) -> None:
+    def _send(
+        self, served: Served, status: int, headers: dict[str, str], body: Body, *, raw: bytes | None = None
+    ) -> None:
         content = raw if raw is not None else _dumps(body)
         self.send_response(status)
         headers = {**getattr(self, "_extra_headers", {}), **{k.lower(): v for k, v in headers.items()}}

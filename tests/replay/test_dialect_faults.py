@@ -94,33 +94,212 @@ def _drop_entry_id(body: Any) -> Any:
 
 CASES = [
     # -- Together: flat logprobs, top-level prompt[] --
-    DialectFault("together-echo-ignored", "together", score_raw, "/completions", bad("echo ignored", ignore_echo()), errors.ResponseShapeError, ("prompt", "echo ignored"), is_echo),
-    DialectFault("together-prompt-logprob-null", "together", score_raw, "/completions", bad("prompt logprob null", set_prompt_part_logprob(None)), errors.ResponseShapeError, ("prompt[0].logprobs.token_logprobs[", "expected a number, got None"), is_echo),
-    DialectFault("together-prompt-logprob-positive", "together", score_raw, "/completions", bad("prompt logprob +0.5", set_prompt_part_logprob(0.5)), errors.ResponseShapeError, ("prompt[0].logprobs.token_logprobs[", "not a valid logprob: 0.5"), is_echo),
-    DialectFault("together-prompt-tokens-missing", "together", score_raw, "/completions", bad("prompt tokens missing", delete_path("prompt", 0, "logprobs", "tokens")), errors.ResponseShapeError, ("prompt[0].logprobs.tokens", "missing"), is_echo),
-    DialectFault("together-generation-NaN", "together", generate_raw_greedy, "/completions", bad("generation NaN", set_flat_logprob(math.nan)), errors.ResponseShapeError, ("choices[0].logprobs.token_logprobs[", "nan"), is_generation),
-    DialectFault("together-chat-logprobs-null", "together", generate_chat, "/chat/completions", bad("chat logprobs null", null_logprobs()), errors.ResponseShapeError, ("choices[0].logprobs", "null")),
+    DialectFault(
+        "together-echo-ignored",
+        "together",
+        score_raw,
+        "/completions",
+        bad("echo ignored", ignore_echo()),
+        errors.ResponseShapeError,
+        ("prompt", "echo ignored"),
+        is_echo,
+    ),
+    DialectFault(
+        "together-prompt-logprob-null",
+        "together",
+        score_raw,
+        "/completions",
+        bad("prompt logprob null", set_prompt_part_logprob(None)),
+        errors.ResponseShapeError,
+        ("prompt[0].logprobs.token_logprobs[", "expected a number, got None"),
+        is_echo,
+    ),
+    DialectFault(
+        "together-prompt-logprob-positive",
+        "together",
+        score_raw,
+        "/completions",
+        bad("prompt logprob +0.5", set_prompt_part_logprob(0.5)),
+        errors.ResponseShapeError,
+        ("prompt[0].logprobs.token_logprobs[", "not a valid logprob: 0.5"),
+        is_echo,
+    ),
+    DialectFault(
+        "together-prompt-tokens-missing",
+        "together",
+        score_raw,
+        "/completions",
+        bad("prompt tokens missing", delete_path("prompt", 0, "logprobs", "tokens")),
+        errors.ResponseShapeError,
+        ("prompt[0].logprobs.tokens", "missing"),
+        is_echo,
+    ),
+    DialectFault(
+        "together-generation-NaN",
+        "together",
+        generate_raw_greedy,
+        "/completions",
+        bad("generation NaN", set_flat_logprob(math.nan)),
+        errors.ResponseShapeError,
+        ("choices[0].logprobs.token_logprobs[", "nan"),
+        is_generation,
+    ),
+    DialectFault(
+        "together-chat-logprobs-null",
+        "together",
+        generate_chat,
+        "/chat/completions",
+        bad("chat logprobs null", null_logprobs()),
+        errors.ResponseShapeError,
+        ("choices[0].logprobs", "null"),
+    ),
     # -- Fireworks: raw_output with logprob and sampling_logprob --
-    DialectFault("fireworks-only-sampling-logprob", "fireworks", generate_raw_greedy, "/completions", bad("logprob deleted", set_raw_logprob(MISSING)), errors.ResponseShapeError, ("completion_logprobs.content[", "only sampling_logprob is there"), is_generation),
-    DialectFault("fireworks-raw-logprob-sentinel", "fireworks", generate_chat, "/chat/completions", bad("logprob -9999", set_raw_logprob(-9999.0)), errors.ResponseShapeError, ("raw_output.completion_logprobs.content[", "sentinel")),
-    DialectFault("fireworks-raw-output-missing", "fireworks", generate_raw_greedy, "/completions", bad("raw_output missing", delete_path("choices", 0, "raw_output")), errors.ResponseShapeError, ("choices[0].raw_output", "missing"), is_generation),
-    DialectFault("fireworks-echo-ignored", "fireworks", score_raw, "/completions", bad("echo ignored", ignore_echo()), errors.ResponseShapeError, ("ignored echo",), is_echo),
+    DialectFault(
+        "fireworks-only-sampling-logprob",
+        "fireworks",
+        generate_raw_greedy,
+        "/completions",
+        bad("logprob deleted", set_raw_logprob(MISSING)),
+        errors.ResponseShapeError,
+        ("completion_logprobs.content[", "only sampling_logprob is there"),
+        is_generation,
+    ),
+    DialectFault(
+        "fireworks-raw-logprob-sentinel",
+        "fireworks",
+        generate_chat,
+        "/chat/completions",
+        bad("logprob -9999", set_raw_logprob(-9999.0)),
+        errors.ResponseShapeError,
+        ("raw_output.completion_logprobs.content[", "sentinel"),
+    ),
+    DialectFault(
+        "fireworks-raw-output-missing",
+        "fireworks",
+        generate_raw_greedy,
+        "/completions",
+        bad("raw_output missing", delete_path("choices", 0, "raw_output")),
+        errors.ResponseShapeError,
+        ("choices[0].raw_output", "missing"),
+        is_generation,
+    ),
+    DialectFault(
+        "fireworks-echo-ignored",
+        "fireworks",
+        score_raw,
+        "/completions",
+        bad("echo ignored", ignore_echo()),
+        errors.ResponseShapeError,
+        ("ignored echo",),
+        is_echo,
+    ),
     # -- DeepInfra: OpenAI shapes, logprobs not promised --
-    DialectFault("deepinfra-null-logprobs", "deepinfra", generate_raw_greedy, "/completions", bad("logprobs null", null_logprobs()), errors.ResponseShapeError, ("choices[0].logprobs", "null", "DeepInfra does not promise"), is_generation),
-    DialectFault("deepinfra-echo-ignored", "deepinfra", score_raw, "/completions", bad("echo ignored", ignore_echo()), errors.ResponseShapeError, ("ignored echo",), is_echo),
+    DialectFault(
+        "deepinfra-null-logprobs",
+        "deepinfra",
+        generate_raw_greedy,
+        "/completions",
+        bad("logprobs null", null_logprobs()),
+        errors.ResponseShapeError,
+        ("choices[0].logprobs", "null", "DeepInfra does not promise"),
+        is_generation,
+    ),
+    DialectFault(
+        "deepinfra-echo-ignored",
+        "deepinfra",
+        score_raw,
+        "/completions",
+        bad("echo ignored", ignore_echo()),
+        errors.ResponseShapeError,
+        ("ignored echo",),
+        is_echo,
+    ),
     # -- OpenRouter: pass-through to a pinned upstream --
-    DialectFault("openrouter-null-logprobs", "openrouter", generate_chat, "/chat/completions", bad("logprobs null", null_logprobs()), errors.ResponseShapeError, ("null", "pin one that serves them")),
-    DialectFault("openrouter-null-logprobs-raw", "openrouter", generate_raw_greedy, "/completions", bad("logprobs null", null_logprobs()), errors.ResponseShapeError, ("null", "require_parameters is on")),
-    DialectFault("openrouter-unpinned-upstream", "openrouter", generate_chat, "/chat/completions", bad("answered by another upstream", answered_by("Together")), errors.ResponseShapeError, ("answered by 'Together'", "not by a pinned upstream (deepinfra)")),
+    DialectFault(
+        "openrouter-null-logprobs",
+        "openrouter",
+        generate_chat,
+        "/chat/completions",
+        bad("logprobs null", null_logprobs()),
+        errors.ResponseShapeError,
+        ("null", "pin one that serves them"),
+    ),
+    DialectFault(
+        "openrouter-null-logprobs-raw",
+        "openrouter",
+        generate_raw_greedy,
+        "/completions",
+        bad("logprobs null", null_logprobs()),
+        errors.ResponseShapeError,
+        ("null", "require_parameters is on"),
+    ),
+    DialectFault(
+        "openrouter-unpinned-upstream",
+        "openrouter",
+        generate_chat,
+        "/chat/completions",
+        bad("answered by another upstream", answered_by("Together")),
+        errors.ResponseShapeError,
+        ("answered by 'Together'", "not by a pinned upstream (deepinfra)"),
+    ),
     # -- SGLang: /generate input logprobs, parsers on chat --
-    DialectFault("sglang-input-logprob-NaN", "sglang", score_raw, "/generate", bad("input logprob NaN", set_input_logprob(math.nan)), errors.ResponseShapeError, ("meta_info.input_token_logprobs[", "nan")),
-    DialectFault("sglang-input-entry-missing", "sglang", score_raw, "/generate", bad("one input entry short", _drop_last_input_entry), errors.ResponseShapeError, ("input_token_logprobs", "expected")),
-    DialectFault("sglang-reasoning-parser", "sglang", generate_chat, "/chat/completions", bad("reasoning beside content", _reasoning_beside_content), errors.ResponseShapeError, ("reasoning or tool calls", "--reasoning-parser")),
+    DialectFault(
+        "sglang-input-logprob-NaN",
+        "sglang",
+        score_raw,
+        "/generate",
+        bad("input logprob NaN", set_input_logprob(math.nan)),
+        errors.ResponseShapeError,
+        ("meta_info.input_token_logprobs[", "nan"),
+    ),
+    DialectFault(
+        "sglang-input-entry-missing",
+        "sglang",
+        score_raw,
+        "/generate",
+        bad("one input entry short", _drop_last_input_entry),
+        errors.ResponseShapeError,
+        ("input_token_logprobs", "expected"),
+    ),
+    DialectFault(
+        "sglang-reasoning-parser",
+        "sglang",
+        generate_chat,
+        "/chat/completions",
+        bad("reasoning beside content", _reasoning_beside_content),
+        errors.ResponseShapeError,
+        ("reasoning or tool calls", "--reasoning-parser"),
+    ),
     # -- llama.cpp: content entries with ids --
-    DialectFault("llamacpp-content-logprob-null", "llamacpp", generate_raw_greedy, "/completions", bad("content logprob null", set_content_logprob(None)), errors.ResponseShapeError, ("logprobs.content[", "expected a number, got None")),
-    DialectFault("llamacpp-entry-id-missing", "llamacpp", generate_chat, "/chat/completions", bad("entry id missing", _drop_entry_id), errors.ResponseShapeError, ("logprobs.content[", ".id: missing")),
+    DialectFault(
+        "llamacpp-content-logprob-null",
+        "llamacpp",
+        generate_raw_greedy,
+        "/completions",
+        bad("content logprob null", set_content_logprob(None)),
+        errors.ResponseShapeError,
+        ("logprobs.content[", "expected a number, got None"),
+    ),
+    DialectFault(
+        "llamacpp-entry-id-missing",
+        "llamacpp",
+        generate_chat,
+        "/chat/completions",
+        bad("entry id missing", _drop_entry_id),
+        errors.ResponseShapeError,
+        ("logprobs.content[", ".id: missing"),
+    ),
     # -- vLLM's token-id echo, ignored llama.cpp style --
-    DialectFault("vllm-echo-ignored", "vllm", score_echo, "/completions", bad("echo ignored", ignore_echo()), errors.ResponseShapeError, ("echo covers 1 tokens", "ignored echo"), is_echo),
+    DialectFault(
+        "vllm-echo-ignored",
+        "vllm",
+        score_echo,
+        "/completions",
+        bad("echo ignored", ignore_echo()),
+        errors.ResponseShapeError,
+        ("echo covers 1 tokens", "ignored echo"),
+        is_echo,
+    ),
     # -- retryable: survived, same answer --
     *(
         DialectFault(f"{d}-429-retry-after", d, s, r, lambda: rate_limited(retry_after_ms="20"), None)
@@ -133,7 +312,14 @@ CASES = [
             ("llamacpp", generate_raw_greedy, "/completions"),
         )
     ),
-    DialectFault("sglang-503-on-tokenize", "sglang", score_raw, "/tokenize", lambda: error_status(503, "busy", "ServiceUnavailable"), None),
+    DialectFault(
+        "sglang-503-on-tokenize",
+        "sglang",
+        score_raw,
+        "/tokenize",
+        lambda: error_status(503, "busy", "ServiceUnavailable"),
+        None,
+    ),
 ]
 
 
@@ -153,7 +339,12 @@ def rule_path(case: DialectFault) -> str:
 async def _run(server: FaultServer, case: DialectFault) -> Any:
     m = meta(case.dialect)
     provider = await connect(
-        server.url_like(m["base_url"]), m["model"], dialect=m["dialect"], options=m.get("options"), retry=FAST, sleep=_no_sleep
+        server.url_like(m["base_url"]),
+        m["model"],
+        dialect=m["dialect"],
+        options=m.get("options"),
+        retry=FAST,
+        sleep=_no_sleep,
     )
     try:
         return await case.scenario(provider)
@@ -195,4 +386,6 @@ def test_every_dialect_is_fault_tested():
     from providers.dialects import DIALECT_NAMES
 
     covered = {c.dialect for c in CASES}
-    assert covered >= set(DIALECT_NAMES) - {"openai", "generic"}, "openai/generic share vLLM's shapes, tested in test_faults.py"
+    assert covered >= set(DIALECT_NAMES) - {"openai", "generic"}, (
+        "openai/generic share vLLM's shapes, tested in test_faults.py"
+    )

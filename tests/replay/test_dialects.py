@@ -48,7 +48,12 @@ async def replayed(directory: Path, **overrides):
     meta = json.loads(next(directory.glob("*.json")).read_text())["meta"]
     transport = ReplayTransport(directory)
     provider = await connect(
-        meta["base_url"], meta["model"], dialect=meta["dialect"], transport=transport, options=meta.get("options"), **overrides
+        meta["base_url"],
+        meta["model"],
+        dialect=meta["dialect"],
+        transport=transport,
+        options=meta.get("options"),
+        **overrides,
     )
     return provider, transport
 
@@ -101,7 +106,9 @@ async def test_together_reads_the_top_level_prompt_not_choices():
     """Together's echo puts the prompt in `prompt[]`; `choices` holds only the generated token."""
     directory = fixture_dir("together")
     echo = next(
-        json.loads(f.read_text()) for f in sorted(directory.glob("*.json")) if (json.loads(f.read_text())["request"]["body"] or {}).get("echo")
+        json.loads(f.read_text())
+        for f in sorted(directory.glob("*.json"))
+        if (json.loads(f.read_text())["request"]["body"] or {}).get("echo")
     )
     answer = echo["response"]["body"]
     assert len(answer["choices"][0]["logprobs"]["tokens"]) == 1 and len(answer["prompt"][0]["logprobs"]["tokens"]) > 1
@@ -115,7 +122,13 @@ async def test_fireworks_scores_the_raw_logprob_not_the_sampling_one():
     sampling distribution) while `logprob` is the model's: the parser must give the latter."""
     provider, _ = await replayed(fixture_dir("fireworks"))
     raw = [json.loads(f.read_text())["response"]["body"] for f in fixture_dir("fireworks").glob("*completions*.json")]
-    sampling = [e["sampling_logprob"] for a in raw for c in a["choices"] if "raw_output" in c for e in c["raw_output"]["completion_logprobs"]["content"]]
+    sampling = [
+        e["sampling_logprob"]
+        for a in raw
+        for c in a["choices"]
+        if "raw_output" in c
+        for e in c["raw_output"]["completion_logprobs"]["content"]
+    ]
     assert sampling and set(sampling) == {0.0}
     completion = (await generate_raw_greedy(provider))[0].completions[0]
     assert min(t.logprob for t in completion.tokens) < -0.1
@@ -125,7 +138,11 @@ async def test_fireworks_scores_the_raw_logprob_not_the_sampling_one():
 async def test_openrouter_pins_its_upstream_in_every_request():
     directory = fixture_dir("openrouter")
     bodies = [json.loads(f.read_text())["request"]["body"] for f in directory.glob("post-*.json")]
-    assert bodies and all(b["provider"] == {"require_parameters": True, "allow_fallbacks": False, "only": ["deepinfra"], "quantizations": ["bf16"]} for b in bodies)
+    assert bodies and all(
+        b["provider"]
+        == {"require_parameters": True, "allow_fallbacks": False, "only": ["deepinfra"], "quantizations": ["bf16"]}
+        for b in bodies
+    )
     provider, _ = await replayed(directory)
     assert (await generate_chat(provider)).completions[0].tokens
 
@@ -150,7 +167,11 @@ async def test_sglang_tokenizes_beside_v1_and_scores_through_generate():
 
 @pytest.mark.parametrize(
     ("dialect", "needle"),
-    [("openrouter", "cannot score given text"), ("llamacpp", "cannot score given text"), ("generic", "cannot score given text")],
+    [
+        ("openrouter", "cannot score given text"),
+        ("llamacpp", "cannot score given text"),
+        ("generic", "cannot score given text"),
+    ],
 )
 async def test_non_scorers_refuse_before_any_request(dialect, needle):
     provider = await connect("http://127.0.0.1:1/v1", "m", dialect=dialect, transport=refuse_all())
@@ -168,13 +189,19 @@ async def test_text_scorers_refuse_chat_contexts_before_any_request(dialect):
 
 @pytest.mark.parametrize("dialect", ("together", "fireworks", "deepinfra", "openrouter", "openai"))
 async def test_hosted_services_refuse_prefill_before_any_request(dialect):
-    provider = await connect(BASE_URLS.get(dialect, "https://api.openai.com/v1"), "gpt-4o-mini", dialect=dialect, transport=refuse_all())
+    provider = await connect(
+        BASE_URLS.get(dialect, "https://api.openai.com/v1"), "gpt-4o-mini", dialect=dialect, transport=refuse_all()
+    )
     prompt = (ChatMessage(role="user", content="hi"), ChatMessage(role="assistant", content="The"))
     with pytest.raises(errors.CapabilityError, match="prefill"):
         await provider.generate(GenerateRequest(prompt=prompt))
 
 
-@pytest.mark.parametrize(("url", "dialect"), [(BASE_URLS[d], d) for d in ("together", "fireworks", "deepinfra", "openrouter")] + [("https://api.openai.com/v1", "openai")])
+@pytest.mark.parametrize(
+    ("url", "dialect"),
+    [(BASE_URLS[d], d) for d in ("together", "fireworks", "deepinfra", "openrouter")]
+    + [("https://api.openai.com/v1", "openai")],
+)
 async def test_hosted_services_are_detected_by_host_without_a_request(url, dialect):
     provider = await connect(url, "m", transport=refuse_all())
     assert provider.dialect == dialect
@@ -190,14 +217,23 @@ async def test_unknown_dialect_and_options_are_refused():
     with pytest.raises(errors.CapabilityError, match="takes no dialect options"):
         await connect("http://127.0.0.1:1/v1", "m", dialect="vllm", options={"only": "x"}, transport=refuse_all())
     with pytest.raises(errors.CapabilityError, match="not a provider slug"):
-        await connect(BASE_URLS["openrouter"], "m", dialect="openrouter", options={"only": "Deep Infra"}, transport=refuse_all())
+        await connect(
+            BASE_URLS["openrouter"], "m", dialect="openrouter", options={"only": "Deep Infra"}, transport=refuse_all()
+        )
 
 
 def test_option_flags_become_routing():
     from providers.openrouter import ProviderRouting
 
-    routing = ProviderRouting.model_validate(dialects.parse_option_flags(["only=deepinfra,together", "quantizations=bf16", "allow-fallbacks=true"]))
-    assert routing.body() == {"require_parameters": True, "allow_fallbacks": True, "only": ["deepinfra", "together"], "quantizations": ["bf16"]}
+    routing = ProviderRouting.model_validate(
+        dialects.parse_option_flags(["only=deepinfra,together", "quantizations=bf16", "allow-fallbacks=true"])
+    )
+    assert routing.body() == {
+        "require_parameters": True,
+        "allow_fallbacks": True,
+        "only": ["deepinfra", "together"],
+        "quantizations": ["bf16"],
+    }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         dialects.parse_option_flags(["deepinfra"])
 
@@ -233,11 +269,21 @@ def test_every_dialect_declares_capabilities_for_the_pipeline():
 )
 def test_capability_answers(dialect, model, prefill, raw, chat, prefill_ok):
     declared = caps(dialect, model)
-    assert (declared.prefill_tokenizer, declared.can_score_raw, declared.can_score_chat, declared.chat_prefill) == (prefill, raw, chat, prefill_ok)
+    assert (declared.prefill_tokenizer, declared.can_score_raw, declared.can_score_chat, declared.chat_prefill) == (
+        prefill,
+        raw,
+        chat,
+        prefill_ok,
+    )
 
 
 def test_same_tokenizer_family():
-    vllm, openai_chat, openai_legacy, together = caps("vllm"), caps("openai", "gpt-4o-mini"), caps("openai", "davinci-002"), caps("together")
+    vllm, openai_chat, openai_legacy, together = (
+        caps("vllm"),
+        caps("openai", "gpt-4o-mini"),
+        caps("openai", "davinci-002"),
+        caps("together"),
+    )
     assert vllm.same_tokenizer_family(vllm) is None  # only comparing ids can tell
     assert vllm.same_tokenizer_family(openai_chat) is False  # tiktoken vocabularies are OpenAI's alone
     assert openai_chat.same_tokenizer_family(openai_legacy) is False  # o200k_base vs cl100k_base
@@ -259,8 +305,18 @@ def test_openrouter_routing_is_in_the_cache_key():
     from providers.openrouter import ProviderRouting
 
     body = {"model": "m", "prompt": "p", "max_tokens": 1}
-    pinned = cache_key("https://openrouter.ai/api/v1", "POST", "/completions", {**body, "provider": ProviderRouting(only=("deepinfra",)).body()})
-    other = cache_key("https://openrouter.ai/api/v1", "POST", "/completions", {**body, "provider": ProviderRouting(only=("together",)).body()})
+    pinned = cache_key(
+        "https://openrouter.ai/api/v1",
+        "POST",
+        "/completions",
+        {**body, "provider": ProviderRouting(only=("deepinfra",)).body()},
+    )
+    other = cache_key(
+        "https://openrouter.ai/api/v1",
+        "POST",
+        "/completions",
+        {**body, "provider": ProviderRouting(only=("together",)).body()},
+    )
     assert pinned[0] != other[0]
 
 
@@ -269,10 +325,33 @@ def test_dialect_flags_reach_the_config():
     from blackbox_audit.commands import audit_config
     from blackbox_audit.config import ConfigError
 
-    base = ["audit", "--target-base-url", "https://openrouter.ai/api/v1", "--target-model", "m", "--reference-base-url", "http://127.0.0.1:8101/v1", "--reference-model", "r"]
-    args = build_parser().parse_args([*base, "--target-dialect", "openrouter", "--target-dialect-option", "only=deepinfra", "--target-dialect-option", "quantizations=bf16"])
+    base = [
+        "audit",
+        "--target-base-url",
+        "https://openrouter.ai/api/v1",
+        "--target-model",
+        "m",
+        "--reference-base-url",
+        "http://127.0.0.1:8101/v1",
+        "--reference-model",
+        "r",
+    ]
+    args = build_parser().parse_args(
+        [
+            *base,
+            "--target-dialect",
+            "openrouter",
+            "--target-dialect-option",
+            "only=deepinfra",
+            "--target-dialect-option",
+            "quantizations=bf16",
+        ]
+    )
     config = audit_config(args)
-    assert config.target.dialect == "openrouter" and config.target.dialect_options == {"only": "deepinfra", "quantizations": "bf16"}
+    assert config.target.dialect == "openrouter" and config.target.dialect_options == {
+        "only": "deepinfra",
+        "quantizations": "bf16",
+    }
     with pytest.raises(ConfigError, match="^--target-dialect-option: .*KEY=VALUE"):
         audit_config(build_parser().parse_args([*base, "--target-dialect-option", "deepinfra"]))
     with pytest.raises(SystemExit):

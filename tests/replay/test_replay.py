@@ -38,7 +38,9 @@ def meta_of(directory: Path) -> dict[str, str]:
 async def replayed(directory: Path):
     meta = meta_of(directory)
     transport = ReplayTransport(directory)
-    provider = await connect(meta["base_url"], meta["model"], dialect=meta["dialect"], transport=transport, options=meta.get("options"))
+    provider = await connect(
+        meta["base_url"], meta["model"], dialect=meta["dialect"], transport=transport, options=meta.get("options")
+    )
     return provider, transport
 
 
@@ -104,7 +106,9 @@ async def test_vllm_echo_and_prompt_logprobs_agree(directory):
     for a, b in zip(echo, prompt, strict=True):
         assert a.alignment == "exact" and a.covered_text == b.covered_text
         assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
-        agreement = compare_logprobs([x.logprob for x in a.tokens], [y.logprob for y in b.tokens], logit_scale=RECORDED_LOGIT_SCALE)
+        agreement = compare_logprobs(
+            [x.logprob for x in a.tokens], [y.logprob for y in b.tokens], logit_scale=RECORDED_LOGIT_SCALE
+        )
         assert agreement.ok, str(agreement)
 
 

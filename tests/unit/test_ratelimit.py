@@ -64,7 +64,9 @@ def test_openai_and_together_headers():
     )
     assert (openai.limit_requests, openai.remaining_requests, openai.reset_requests_s) == (60, 59, 1.0)
     assert (openai.remaining_tokens, openai.reset_tokens_s) == (0, 360.0)
-    together = parse_rate_limit_headers({"x-ratelimit-limit": "100", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "2"})
+    together = parse_rate_limit_headers(
+        {"x-ratelimit-limit": "100", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "2"}
+    )
     assert (together.limit_requests, together.remaining_requests, together.reset_requests_s) == (100, 3, 2.0)
     assert parse_rate_limit_headers({"content-type": "application/json"}) == parse_rate_limit_headers({})
 
@@ -165,7 +167,15 @@ async def test_after_a_429_starts_are_paced_at_the_served_rate():
 
 async def test_budget_headers_pace_at_the_refill_rate_and_hold_when_spent():
     lim, t = limiter(initial_concurrency=16)
-    await answer(lim, 200, {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "500ms"})
+    await answer(
+        lim,
+        200,
+        {
+            "x-ratelimit-limit-requests": "10",
+            "x-ratelimit-remaining-requests": "5",
+            "x-ratelimit-reset-requests": "500ms",
+        },
+    )
     assert lim.budget == 5 and lim.rate == pytest.approx(10.0)  # 5 missing, refilled in 0.5 s
     t.sleeps.clear()
     for _ in range(5):
@@ -174,7 +184,11 @@ async def test_budget_headers_pace_at_the_refill_rate_and_hold_when_spent():
     await start(lim)
     await start(lim)
     assert t.sleeps == [pytest.approx(0.1)]  # then paced, 1 / 10 a second apart
-    await answer(lim, 200, {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"})
+    await answer(
+        lim,
+        200,
+        {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"},
+    )
     assert lim.hold_until == pytest.approx(t.now + 0.1)  # one request's worth of refill
 
 
@@ -195,7 +209,9 @@ def test_a_token_bucket_server_is_served_near_its_limit():
     with FaultServer(SMOLLM2, bucket=TokenBucket(rate, 8, headers=False), delay_s=0.01) as server:
 
         async def go() -> HttpClient:
-            http = HttpClient(server.root, provider="t", max_concurrency=16, retry=RetryPolicy(max_attempts=40, max_retry_after_s=5.0))
+            http = HttpClient(
+                server.root, provider="t", max_concurrency=16, retry=RetryPolicy(max_attempts=40, max_retry_after_s=5.0)
+            )
             deadline = time.monotonic() + seconds
 
             async def worker() -> None:
@@ -217,6 +233,8 @@ def test_a_token_bucket_server_is_served_near_its_limit():
     steady = [r for r in log if r.received_at >= began + 1.0]  # after the first second's probing
     steady_limited = sum(1 for r in steady if r.status == 429)
     assert sustained >= 0.5 * rate, f"{sustained:.1f} req/s of {rate}"
-    assert steady_limited <= 0.03 * len(steady), f"{steady_limited} of {len(steady)} answered 429 after the first second"
+    assert steady_limited <= 0.03 * len(steady), (
+        f"{steady_limited} of {len(steady)} answered 429 after the first second"
+    )
     assert limited <= steady_limited + 2 * rate / 4, f"{limited} 429s, most in the first second"
     assert http.stats.rate_limited == limited
