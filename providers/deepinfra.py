@@ -31,7 +31,6 @@ DEEPINFRA_CAPABILITIES = Capabilities(
 
 
 class DeepInfraProvider(OpenAICompatibleProvider):
-    dialect: ClassVar[str] = "deepinfra"
     completion_logprobs: ClassVar[int] = 1
     chat_top_logprobs: ClassVar[int] = 1
     echo_max_tokens: ClassVar[int] = 1

@@ -40,7 +40,6 @@ FIREWORKS_CAPABILITIES = Capabilities(
 
 
 class FireworksProvider(OpenAICompatibleProvider):
-    dialect: ClassVar[str] = "fireworks"
     completion_logprobs: ClassVar[int] = 1
     echo_max_tokens: ClassVar[int] = 1
 

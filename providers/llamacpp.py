@@ -34,7 +34,6 @@ LLAMACPP_CAPABILITIES = Capabilities(
 
 
 class LlamaCppProvider(OpenAICompatibleProvider):
-    dialect: ClassVar[str] = "llamacpp"
     completion_logprobs: ClassVar[int] = 1
     chat_top_logprobs: ClassVar[int] = 1
 

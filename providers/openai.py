@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import ClassVar
 from urllib.parse import urlsplit
 
 import tiktoken
@@ -86,7 +85,6 @@ def tiktoken_encoding(model: str) -> tiktoken.Encoding:
 
 
 class OpenAIProvider(OpenAICompatibleProvider):
-    dialect: ClassVar[str] = "openai"
 
     @classmethod
     def declared_capabilities(cls, model: str) -> Capabilities:

@@ -47,7 +47,6 @@ GENERIC_CAPABILITIES = Capabilities(
 class OpenAICompatibleProvider(ContinuationScorer):
     """Any OpenAI-compatible server; abilities are declared (or probed) in `capabilities`."""
 
-    dialect: ClassVar[str] = "generic"
     echo_max_tokens: ClassVar[int] = 0
     """max_tokens of an echo scoring request; the generated tokens (their count from `usage`)
     are dropped from the end of the echo."""
@@ -75,7 +74,10 @@ class OpenAICompatibleProvider(ContinuationScorer):
         score_via: ScoreVia | None = None,
         max_batch_prompts: int = 16,
         options: BaseModel | dict[str, Any] | None = None,
+        dialect: str = "generic",
     ):
+        """`dialect`: the name `providers.dialects` knows this adapter by (the registry passes it)."""
+        self.dialect = dialect
         self.http = http
         self.model = model
         self.capabilities = capabilities
@@ -87,19 +89,18 @@ class OpenAICompatibleProvider(ContinuationScorer):
         self.local_tokenizer: LocalTokenizer | None = None
         self.tokenizer_source: str = capabilities.tokenizer
 
-    @classmethod
-    def validate_options(cls, options: BaseModel | dict[str, Any] | None) -> BaseModel | None:
-        if cls.options_model is None:
+    def validate_options(self, options: BaseModel | dict[str, Any] | None) -> BaseModel | None:
+        if self.options_model is None:
             if options:
-                raise CapabilityError(f"the {cls.dialect} dialect takes no dialect options (got {options!r})")
+                raise CapabilityError(f"the {self.dialect} dialect takes no dialect options (got {options!r})")
             return None
-        if isinstance(options, cls.options_model):
+        if isinstance(options, self.options_model):
             return options
         try:
-            return cls.options_model.model_validate(options or {})
+            return self.options_model.model_validate(options or {})
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise CapabilityError(f"{cls.dialect} dialect options: {problems}") from None
+            raise CapabilityError(f"{self.dialect} dialect options: {problems}") from None
 
     @property
     def base_url(self) -> str:

@@ -77,7 +77,6 @@ def _normalise(name: str) -> str:
 
 
 class OpenRouterProvider(OpenAICompatibleProvider):
-    dialect: ClassVar[str] = "openrouter"
     completion_logprobs: ClassVar[int] = 1
     chat_top_logprobs: ClassVar[int] = 1
     options_model: ClassVar[type[BaseModel] | None] = ProviderRouting

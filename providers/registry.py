@@ -114,6 +114,7 @@ async def connect(
             score_via=score_via,
             max_batch_prompts=max_batch_prompts,
             options=options,
+            dialect=dialect,
         )
         provider.server_version = server_version
         await _choose_tokenizer(provider, tokenizer)

@@ -16,7 +16,7 @@ sampling parameters, OpenAI-compatible API):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.records import Capabilities, GenerateRequest, Generation, TokenLogprob, ends_with_prefill
@@ -38,7 +38,6 @@ PARSER_HINT = "a reasoning or tool-call parser moved or grouped tokens: serve au
 
 
 class SGLangProvider(OpenAICompatibleProvider):
-    dialect: ClassVar[str] = "sglang"
 
     @classmethod
     def declared_capabilities(cls, model: str) -> Capabilities:

@@ -34,7 +34,6 @@ TOGETHER_CAPABILITIES = Capabilities(
 
 
 class TogetherProvider(OpenAICompatibleProvider):
-    dialect: ClassVar[str] = "together"
     completion_logprobs: ClassVar[int] = 1
     echo_max_tokens: ClassVar[int] = 1
     """The generated token goes to `choices`, the prompt's to `prompt[]`: nothing to drop."""

@@ -26,7 +26,6 @@ VLLM_CAPABILITIES = Capabilities(
 
 
 class VLLMProvider(OpenAICompatibleProvider):
-    dialect: ClassVar[str] = "vllm"
     stop_token_in_logprobs: ClassVar[bool] = True
 
     @classmethod
