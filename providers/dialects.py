@@ -26,6 +26,8 @@ class Dialect:
     key_variable: str = ""
     """The environment variable the service's own documentation keeps its key in; read only for
     its own hosts, so a service's key never goes to another host."""
+    scenarios: tuple[str, ...] = ()
+    """What `blackbox-audit fixtures record` captures (functions of `providers.recording`)."""
 
     def adapter(self) -> type[OpenAICompatibleProvider]:
         return importlib.import_module(self.module).ADAPTER
@@ -39,18 +41,41 @@ DIALECTS: dict[str, Dialect] = {
             "providers.vllm",
             "self-hosted vLLM: generation, echo and prompt_logprobs scoring, prefill, /tokenize",
             reference="https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
+            scenarios=(
+                "generate_raw_greedy",
+                "generate_raw_sampled",
+                "generate_chat",
+                "generate_chat_prefill",
+                "score_echo",
+                "score_prompt_logprobs",
+                "run_probe",
+            ),
         ),
         Dialect(
             "sglang",
             "providers.sglang",
             "self-hosted SGLang: generation; scoring by the native /generate (input logprobs); /tokenize",
             reference="https://docs.sglang.io/basic_usage/native_api.html",
+            scenarios=(
+                "generate_raw_greedy",
+                "generate_chat",
+                "generate_chat_prefill",
+                "score_raw",
+                "tokenize_round_trip",
+            ),
         ),
         Dialect(
             "llamacpp",
             "providers.llamacpp",
             "self-hosted llama.cpp server: generation and prefill only (it ignores echo)",
             reference="https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
+            scenarios=(
+                "generate_raw_greedy",
+                "generate_chat",
+                "generate_chat_prefill",
+                "tokenize_round_trip",
+                "echo_forced",
+            ),
         ),
         Dialect(
             "openai",
@@ -59,6 +84,7 @@ DIALECTS: dict[str, Dialect] = {
             hosts=("api.openai.com",),
             reference="https://platform.openai.com/docs/api-reference/completions",
             key_variable="OPENAI_API_KEY",
+            scenarios=("generate_chat",),
         ),
         Dialect(
             "together",
@@ -67,6 +93,7 @@ DIALECTS: dict[str, Dialect] = {
             hosts=("api.together.xyz", "api.together.ai"),
             reference="https://docs.together.ai/reference/completions-1",
             key_variable="TOGETHER_API_KEY",
+            scenarios=("generate_raw_greedy", "generate_raw_sampled", "generate_chat", "score_raw"),
         ),
         Dialect(
             "fireworks",
@@ -75,6 +102,7 @@ DIALECTS: dict[str, Dialect] = {
             hosts=("api.fireworks.ai",),
             reference="https://docs.fireworks.ai/api-reference/post-completions",
             key_variable="FIREWORKS_API_KEY",
+            scenarios=("generate_raw_greedy", "generate_chat", "score_raw"),
         ),
         Dialect(
             "deepinfra",
@@ -82,6 +110,7 @@ DIALECTS: dict[str, Dialect] = {
             "DeepInfra: completions and chat logprobs; echo scoring of text (probe it first)",
             hosts=("api.deepinfra.com",),
             reference="https://deepinfra.com/docs/advanced/openai_api",
+            scenarios=("generate_raw_greedy", "generate_chat", "score_raw"),
         ),
         Dialect(
             "openrouter",
@@ -90,12 +119,14 @@ DIALECTS: dict[str, Dialect] = {
             hosts=("openrouter.ai",),
             reference="https://openrouter.ai/docs/features/provider-routing",
             key_variable="OPENROUTER_API_KEY",
+            scenarios=("generate_raw_greedy", "generate_chat"),
         ),
         Dialect(
             "generic",
             "providers.openai_compatible",
             "any OpenAI-compatible server: generation with logprobs; abilities as declared or probed",
             reference="https://platform.openai.com/docs/api-reference/completions",
+            scenarios=("generate_raw_greedy", "generate_chat"),
         ),
     )
 }

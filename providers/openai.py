@@ -85,7 +85,6 @@ def tiktoken_encoding(model: str) -> tiktoken.Encoding:
 
 
 class OpenAIProvider(OpenAICompatibleProvider):
-
     @classmethod
     def declared_capabilities(cls, model: str) -> Capabilities:
         return openai_capabilities(model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from providers.dialects import DIALECTS
 from providers.errors import ResponseShapeError
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.probe import probe
@@ -89,25 +90,9 @@ async def tokenize_round_trip(p: OpenAICompatibleProvider) -> Any:
 
 
 SCENARIOS: dict[str, tuple[Scenario, ...]] = {
-    "vllm": (
-        generate_raw_greedy,
-        generate_raw_sampled,
-        generate_chat,
-        generate_chat_prefill,
-        score_echo,
-        score_prompt_logprobs,
-        run_probe,
-    ),
-    "openai": (generate_chat,),
-    "generic": (generate_raw_greedy, generate_chat),
-    # Built from the services' published references (scripts/build_dialect_fixtures.py):
-    "together": (generate_raw_greedy, generate_raw_sampled, generate_chat, score_raw),
-    "fireworks": (generate_raw_greedy, generate_chat, score_raw),
-    "deepinfra": (generate_raw_greedy, generate_chat, score_raw),
-    "openrouter": (generate_raw_greedy, generate_chat),
-    "sglang": (generate_raw_greedy, generate_chat, generate_chat_prefill, score_raw, tokenize_round_trip),
-    "llamacpp": (generate_raw_greedy, generate_chat, generate_chat_prefill, tokenize_round_trip, echo_forced),
+    name: tuple(globals()[scenario] for scenario in dialect.scenarios) for name, dialect in DIALECTS.items()
 }
+"""What `fixtures record` captures per dialect (the names are in `providers.dialects`)."""
 
 
 async def run_scenarios(provider: OpenAICompatibleProvider) -> int:

@@ -38,7 +38,6 @@ PARSER_HINT = "a reasoning or tool-call parser moved or grouped tokens: serve au
 
 
 class SGLangProvider(OpenAICompatibleProvider):
-
     @classmethod
     def declared_capabilities(cls, model: str) -> Capabilities:
         return SGLANG_CAPABILITIES
