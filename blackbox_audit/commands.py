@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -122,25 +121,10 @@ def run_local_vllm(args: argparse.Namespace) -> int:
     return local_main([args.action, *args.models])
 
 
-async def _server_meta(endpoint: EndpointConfig) -> dict[str, str]:
-    """What a fixture says about where it was recorded."""
-    from providers.registry import connect
-
-    detected = await connect(endpoint.base_url, endpoint.model, basic_auth=endpoint.basic_auth)
-    await detected.aclose()
-    return {
-        "server": detected.dialect,
-        "version": detected.server_version or "unknown",
-        "model": endpoint.model,
-        "dialect": endpoint.dialect if endpoint.dialect != "auto" else detected.dialect,
-        "base_url": endpoint.base_url,
-        "recorded": dt.date.today().isoformat(),
-    }
-
-
 def run_record_fixtures(args: argparse.Namespace) -> int:
     if args.action == "record-audit":
         return run_record_audit(args)
+    from blackbox_audit.endpoints import server_meta
     from providers.http import RecordingTransport
     from providers.recording import run_scenarios
     from providers.registry import connect
@@ -149,7 +133,7 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
     endpoint = _endpoint(args)
 
     async def go() -> int:
-        meta = await _server_meta(endpoint)
+        meta = await server_meta(endpoint)
         provider = await connect(
             endpoint.base_url,
             endpoint.model,
@@ -171,24 +155,23 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
 def run_record_audit(args: argparse.Namespace) -> int:
     """A small real audit through recording transports: its exchanges, config and results
     become the replay test of the whole pipeline (and the evaluator's recorded input)."""
+    from blackbox_audit.endpoints import recording, replayable
     from blackbox_audit.pipeline import audit_sync
-    from providers.http import RecordingTransport
 
     out = Path(args.out)
-    # The server tokenizes: a replay has the recorded /tokenize answers, not the served tokenizer.json.
-    config = load_config(
-        overrides={
-            "target": {"base_url": args.target__base_url, "model": args.target__model, "tokenizer": "server"},
-            "reference": {"base_url": args.reference__base_url, "model": args.reference__model, "tokenizer": "server"},
-            "framing": args.framing,
-            "limit": args.limit,
-            "max_new_tokens": args.max_new_tokens,
-            "use_cache": False,
-            "out": out / "outputs",
-        }
+    config = replayable(
+        load_config(
+            overrides={
+                "target": {"base_url": args.target__base_url, "model": args.target__model},
+                "reference": {"base_url": args.reference__base_url, "model": args.reference__model},
+                "framing": args.framing,
+                "limit": args.limit,
+                "max_new_tokens": args.max_new_tokens,
+                "out": out / "outputs",
+            }
+        )
     )
-    metas = {role: anyio.run(_server_meta, getattr(config, role)) for role in ("target", "reference")}
-    result = audit_sync(config, transports=lambda role: RecordingTransport(out / role, {**metas[role], "role": role}))
+    result = audit_sync(config, transports=recording(out, config))
     (out / "audit.json").write_text(config.model_dump_json(indent=1, exclude={"out", "cache_dir"}) + "\n")
     print(f"recorded an audit of {len(result.results)} completions into {out}")
     return 0

@@ -12,6 +12,7 @@ import re
 import httpx
 import pytest
 
+from blackbox_audit import endpoints as endpoints_module
 from blackbox_audit import pipeline as audit_module
 from blackbox_audit.cache import ResponseCache
 from blackbox_audit.cli import build_parser, main
@@ -44,7 +45,7 @@ def no_requests(monkeypatch):
 
     monkeypatch.setattr(httpx.Client, "send", refuse)
     monkeypatch.setattr(httpx.AsyncClient, "send", refuse_async)
-    monkeypatch.setattr(audit_module, "connect", refuse_async)
+    monkeypatch.setattr(endpoints_module, "connect", refuse_async)
     monkeypatch.setattr(audit_module, "audit_sync", refuse)
 
 
