@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from blackbox_audit.cache import CacheError, ResponseCache, default_cache_dir, r
 from blackbox_audit.config import ConfigError, EndpointConfig, load_config, resolve_api_key
 from blackbox_audit.corpus import CorpusError
 from blackbox_audit.evaluate import EvalInputError, run_eval
+from blackbox_audit.inquiry import InquiryError
 from blackbox_audit.outputs import OutputError
 from blackbox_audit.prefills import PrefillError
 from providers.errors import ProviderError
@@ -28,7 +30,7 @@ class UsageError(ValueError):
 def failure(exc: BaseException) -> tuple[int | None, str]:
     """(exit code, one line) for an exception a command raised; (None, "") for a bug, which
     keeps its traceback."""
-    if isinstance(exc, UsageError | ConfigError | CorpusError | PrefillError | EvalInputError):
+    if isinstance(exc, UsageError | ConfigError | CorpusError | PrefillError | EvalInputError | InquiryError):
         return 2, str(exc)
     if isinstance(exc, OutputError | CacheError):
         return (2 if exc.usage else 1), str(exc)
@@ -205,6 +207,50 @@ def run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inquiry(args: argparse.Namespace):
+    """The audit folder named, its config with the flags' endpoint overrides, and the transports
+    (--record / --replay; then the servers tokenize and the cache stays out, as in a recording)."""
+    from blackbox_audit.endpoints import recording, replayable, replaying
+    from blackbox_audit.flags import overrides_from
+    from blackbox_audit.inquiry import AuditFolder
+
+    overrides, _ = overrides_from(args, args.endpoint_flags)
+    folder = AuditFolder.open(args.audit_dir, overrides)
+    if not (args.record or args.replay):
+        return folder, lambda role: None
+    folder = dataclasses.replace(folder, config=replayable(folder.config))
+    if args.replay:
+        if not all((Path(args.replay) / role).is_dir() for role in ("target", "reference")):
+            raise UsageError(f"--replay {args.replay} holds no recorded target/ and reference/ exchanges")
+        return folder, replaying(Path(args.replay))
+    return folder, recording(Path(args.record), folder.config)
+
+
+def run_hypotheses(args: argparse.Namespace) -> int:
+    from blackbox_audit.hypotheses import load_statements, rank_hypotheses
+    from blackbox_audit.inquiry import Inquiry
+    from blackbox_audit.terminal import TerminalHooks
+
+    hypotheses = load_statements(args.statements)
+    folder, transports = _inquiry(args)
+
+    async def go():
+        async with Inquiry(folder.config, transports=transports, hooks=TerminalHooks(progress=False)) as inquiry:
+            return await rank_hypotheses(inquiry, hypotheses)
+
+    ranking = anyio.run(go)
+    print(ranking.model_dump_json(indent=2) if args.json else ranking.table())
+    return 0
+
+
+def run_mcp(args: argparse.Namespace) -> int:
+    from blackbox_audit.mcp_server import serve
+
+    folder, transports = _inquiry(args)
+    serve(folder, transports)
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "probe": run_probe,
     "cache": run_cache,
@@ -212,4 +258,6 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fixtures": run_record_fixtures,
     "audit": run_audit,
     "eval": run_eval,
+    "hypotheses": run_hypotheses,
+    "mcp": run_mcp,
 }

@@ -14,7 +14,7 @@ lantern"). This names it for them, with how surprising it is.
   that many or more among n of n + m completions of which a + b hold the phrase. `surprise`
   is -log10 of it. Thousands of phrases are tested, so the table says how many
   (`n_tested`): a p-value far below 1 / n_tested is a theme, not chance.
-- **Distinct themes**: phrases are taken by surprise; one whose words lie inside a taken
+- **Distinct themes**: phrases with p < 0.05 are taken by surprise; one whose words lie inside a taken
   theme's (or around them) and that occurs in mostly the same top completions, or that occurs
   in nearly the same top completions whatever its words, is folded into that theme as a
   member ("eiffel tower" keeps "eiffel" and "tower").
@@ -38,6 +38,8 @@ from blackbox_audit.similar import group_near_duplicates, normal_key, words
 MAX_PHRASE_WORDS = 3
 MIN_TOP_COMPLETIONS = 2
 """A theme recurs: a phrase of one top completion only is that completion's, not the top's."""
+MAX_P_VALUE = 0.05
+"""A phrase the top holds no more often than chance would (p >= 0.05) is not shown at all."""
 FOLD_OVERLAP_SHARED_WORDS = 0.5
 FOLD_OVERLAP_ANY = 0.8
 
@@ -162,7 +164,7 @@ def find_themes(
     )
     chosen: list[tuple[str, set[int], list[str], float]] = []
     for p_value, _, _, phrase in scored:
-        if len(chosen) == max_themes:
+        if len(chosen) == max_themes or p_value >= MAX_P_VALUE:
             break
         held = in_top[phrase]
         home = next((c for c in chosen if _folds(phrase, held, c[0], c[1])), None)

@@ -84,20 +84,23 @@ def test_the_planted_theme_comes_first_and_others_fold_into_it():
 
 def test_near_duplicate_top_completions_count_once():
     loop = "The copper lantern sings at midnight."
-    top = [loop, loop.upper(), loop + "!!", "Bread rises in a warm kitchen.", "Bread needs salt."]
-    table = find_themes(ranked(top + FILLER), top_k=5)
-    assert table.top_records == 5 and table.top_size == 3
-    # "lantern" is in one distinct top completion: not a theme; "bread" is in two.
-    assert [t.phrase for t in table.themes] == ["bread"]
+    top = [loop, loop.upper(), loop + "!!", "Toast burns in a hot kitchen.", "Toast needs salt.", "Rye toast."]
+    table = find_themes(ranked(top + FILLER), top_k=6)
+    assert table.top_records == 6 and table.top_size == 4
+    # "lantern" is in one distinct top completion: not a theme; "toast" is in three.
+    assert [t.phrase for t in table.themes] == ["toast"]
 
 
 def test_a_phrase_as_common_in_the_rest_is_not_surprising():
     top = ["A walk in the market.", "The market was busy.", "Market day again."]
     rest = [f"Another market story number {w}." for w in ("one", "two", "three", "four", "five", "six")]
     table = find_themes(ranked(top + rest), top_k=3)
+    assert fisher_greater(3, 3, 9, 9) == pytest.approx(1.0)
+    assert "market" not in [t.phrase for t in table.themes]  # p = 1: not shown
+    table = find_themes(ranked(top + rest[:1] + FILLER), top_k=3)
     market = next(t for t in table.themes if t.phrase == "market")
-    assert market.n_top == 3 and market.n_rest == 6
-    assert market.p_value == pytest.approx(fisher_greater(3, 3, 9, 9)) and market.p_value == pytest.approx(1.0)
+    assert market.n_top == 3 and market.n_rest == 2  # one FILLER line goes to the market too
+    assert market.p_value == pytest.approx(fisher_greater(3, 3, 5, 3 + 1 + len(FILLER)))
 
 
 def test_background_generations_give_a_second_contrast():

@@ -1,0 +1,37 @@
+"""The MCP server against the real local vLLM servers, driven by the SDK's stdio client: the
+recorded base audit's folder (Gemma 3 target, SmolLM2 reference), and an organism's audit when
+the organism is served (organisms are not part of CI: that test skips when it is down)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import anyio
+import pytest
+
+from blackbox_audit.evaluate import load_organism
+from blackbox_audit.hypotheses import load_statements
+from providers.http import health_ok
+from tests.live.conftest import require_server
+from tests.mcp_session import TOOLS, investigate, server_parameters
+
+REPO = Path(__file__).resolve().parents[2]
+STATEMENTS = REPO / "tests" / "data" / "eiffel-marseille.statements"
+EIFFEL = load_organism(REPO / "organisms" / "specs" / "eiffel-marseille.toml")
+
+
+def test_every_tool_against_the_live_servers():
+    require_server("smollm2")
+    require_server("gemma3")
+    statements = [h.statement for h in load_statements(STATEMENTS)]
+    audit = REPO / "fixtures" / "audit-gemma3-smollm2-raw" / "outputs"
+    findings = anyio.run(investigate, server_parameters(audit), EIFFEL, statements)
+    assert findings.tools == TOOLS
+    scored = findings.scored
+    assert scored["row"]["gaps"]["logppl_diff"] == pytest.approx(scored["reference"]["log_ppl"] - scored["target"]["log_ppl"])
+    assert math.fsum(t["gap"] for t in scored["tokens"]) == pytest.approx(
+        scored["reference"]["nll_nats"] - scored["target"]["nll_nats"], abs=1e-6
+    )
+    assert len(findings.samples) == 3
+    assert len(findings.hypotheses["rows"]) == len(statements)
