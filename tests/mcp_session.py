@@ -3,7 +3,7 @@ agent would. The replay tests run it offline over recorded exchanges, the live t
 the servers, and its command line records those exchanges from real servers:
 
     python -m tests.mcp_session AUDIT_DIR --organism organisms/specs/eiffel-marseille.toml \\
-        --statements tests/data/eiffel-marseille.statements --record fixtures/mcp-eiffel-marseille
+        --statements organisms/statements/eiffel-marseille.statements --record fixtures/mcp-eiffel-marseille
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from tests.live.conftest import require_server
 from tests.mcp_session import TOOLS, investigate, server_parameters
 
 REPO = Path(__file__).resolve().parents[2]
-STATEMENTS = REPO / "tests" / "data" / "eiffel-marseille.statements"
+STATEMENTS = REPO / "organisms" / "statements" / "eiffel-marseille.statements"
 EIFFEL = load_organism(REPO / "organisms" / "specs" / "eiffel-marseille.toml")
 
 

@@ -17,7 +17,7 @@ from tests.mcp_session import TOOLS, investigate, server_parameters
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
-STATEMENTS = REPO / "tests" / "data" / "eiffel-marseille.statements"
+STATEMENTS = REPO / "organisms" / "statements" / "eiffel-marseille.statements"
 EIFFEL = load_organism(REPO / "organisms" / "specs" / "eiffel-marseille.toml")
 BASE_AUDIT = FIXTURES / "audit-gemma3-smollm2-raw" / "outputs"
 BASE_EXCHANGES = FIXTURES / "mcp-gemma3-smollm2"
