@@ -72,6 +72,21 @@ def build_parser() -> Parser:
     audit.add_argument("--dry-run", action="store_true", help="print the requests and tokens the audit will cost at most, send nothing")
     audit.add_argument("--quiet", action="store_true", help="no progress bars or retry lines")
 
+    demo = commands.add_parser(
+        "demo", help="replay a recorded audit of a model organism (no server, no network) and show what it finds"
+    )
+    demo.add_argument("--out", default="blackbox-audit-demo", help="folder for the report (default: blackbox-audit-demo)")
+
+    report = commands.add_parser("report", help="render an audit folder's report.html again (with an organism spec, themes)")
+    report.add_argument("audit_dir", metavar="AUDIT", help="an audit's output folder (its --out)")
+    report.add_argument("--organism", metavar="SPEC", help="organism spec (.toml/.json) whose keywords the report marks")
+    report.add_argument(
+        "--background", metavar="RESULTS",
+        help="results.jsonl (or folder) of an audit whose target was the reference: themes are also tested against"
+        " the reference's own generations",
+    )  # fmt: skip
+    report.add_argument("--top-k", type=int, default=None, help="cards at the top (default: the audit's)")
+
     hypotheses = commands.add_parser(
         "hypotheses",
         help="rank candidate claims about the target by gap (reference minus target), in an audit's framing",

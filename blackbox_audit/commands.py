@@ -251,6 +251,35 @@ def run_mcp(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    from blackbox_audit.demo import run_demo as demo
+
+    print(demo(Path(args.out)))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """report.html rewritten in place from results.jsonl and manifest.json (atomically)."""
+    from blackbox_audit.evaluate import load_organism, load_results
+    from blackbox_audit.inquiry import AuditFolder
+    from blackbox_audit.outputs import report_title
+    from blackbox_audit.report_html import RunInfo, iter_html
+    from providers.atomic import atomic_write
+
+    folder = AuditFolder.open(args.audit_dir)
+    spec = load_organism(args.organism) if args.organism else None
+    background = [r.completion for r in load_results(args.background)] if args.background else None
+    top_k = args.top_k or folder.config.top_k
+    if top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    path = folder.path / "report.html"
+    parts = iter_html(folder.records, title=report_title(folder.manifest), run=RunInfo.from_manifest(folder.manifest),
+                      top_k=top_k, spec=spec, background=background)  # fmt: skip
+    atomic_write(path, (part.encode() for part in parts))
+    print(f"wrote {path}")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "probe": run_probe,
     "cache": run_cache,
@@ -260,4 +289,6 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "eval": run_eval,
     "hypotheses": run_hypotheses,
     "mcp": run_mcp,
+    "demo": run_demo,
+    "report": run_report,
 }

@@ -24,6 +24,7 @@ spread over 3-5 characters lands there, ordinary tokenizer noise stays pale."""
 
 SPACE_RUN = 8
 _WHITESPACE = re.compile(r"\n+|\r+|\t| {%d,}" % SPACE_RUN)
+_NEWLINES = re.compile(r"\n+")
 
 
 def shade(gap: float) -> str:
@@ -66,22 +67,37 @@ def render(
 
 
 def render_tokens(text: str, tokens: Sequence[TokenGap], per_char: Sequence[float], keywords: Sequence[bool] | None) -> str:
-    """Each target token a span whose tooltip gives both sides' logprobs and the gap."""
+    """Each target token a span whose tooltip gives both sides' logprobs and the gap; a run of
+    newline-only tokens is one span (one ⏎×n marker, its tooltip summing the run)."""
     parts = []
-    for token in tokens:
-        inner = render(token.text, per_char, keywords, start=token.start)
-        parts.append(f'<span class="tok" title="{html.escape(token_tooltip(token))}">{inner}</span>')
+    i = 0
+    while i < len(tokens):
+        j = i + 1
+        if _NEWLINES.fullmatch(tokens[i].text):
+            while j < len(tokens) and _NEWLINES.fullmatch(tokens[j].text):
+                j += 1
+        run = tokens[i:j]
+        chunk = "".join(t.text for t in run)
+        inner = render(chunk, per_char, keywords, start=run[0].start)
+        parts.append(f'<span class="tok" title="{html.escape(token_tooltip(run))}">{inner}</span>')
+        i = j
     covered = sum(len(t.text) for t in tokens)
     parts.append(render(text[covered:], per_char, keywords, start=covered))
     return "".join(parts)
 
 
-def token_tooltip(token: TokenGap) -> str:
-    reference = " + ".join(f"{t.text!r} {t.logprob:.2f}" for t in token.reference_tokens) or "-"
+def token_tooltip(run: Sequence[TokenGap]) -> str:
+    """Both sides' logprobs and the gap of a token (or of a run of newline tokens, summed)."""
+    text = "".join(t.text for t in run)
+    target = sum(t.target_logprob for t in run)
+    reference = sum(t.reference_logprob for t in run)
+    pieces = list(dict.fromkeys(r for t in run for r in t.reference_tokens))
+    listed = " + ".join(f"{r.text!r} {r.logprob:.2f}" for r in pieces[:8]) + (" + …" if len(pieces) > 8 else "")
+    what = f"{text!r}" if len(run) == 1 else f"{len(run)} tokens {text[:40]!r}"
     return (
-        f"{token.text!r}\ntarget logprob {token.target_logprob:.3f}\n"
-        f"reference logprob {token.reference_logprob:.3f} (its tokens {reference})\n"
-        f"gap {token.gap:+.3f} nats (reference NLL - target NLL)"
+        f"{what}\ntarget logprob {target:.3f}\n"
+        f"reference logprob {reference:.3f} (its tokens {listed or '-'})\n"
+        f"gap {target - reference:+.3f} nats (reference NLL - target NLL)"
     )
 
 

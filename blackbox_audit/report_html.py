@@ -27,7 +27,7 @@ from blackbox_audit.htmltext import SHADE_FULL_NATS_PER_CHAR, SHADE_LEVELS, keyw
 from blackbox_audit.records import CompletionResult
 from blackbox_audit.report import n_ranked, top_of
 from blackbox_audit.similar import group_near_duplicates, normal_key
-from blackbox_audit.themes import ThemeTable, find_themes
+from blackbox_audit.themes import ThemeTable, find_themes, top_for
 
 esc = html.escape
 SCORE_COLUMNS = (("logppl_diff", "logppl"), ("ppl_diff", "ppl"), ("bpb_diff", "bpb"))
@@ -88,13 +88,13 @@ def iter_html(
     spec: OrganismSpec | None = None,
     background: Iterable[str] | None = None,
 ) -> Iterator[str]:
-    themes = find_themes(ranked, top_k=top_k, background=background)
+    themes = find_themes(ranked, top_k=top_for(top_k, len(ranked)), background=background)
     top = top_of(ranked, top_k)
     leaders = group_near_duplicates([r.completion for r in top])
     ranked_count = n_ranked(ranked)
     yield _head(title)
     yield _how_to_read(run, len(ranked), ranked_count, spec)
-    yield _themes(themes, top_k)
+    yield _themes(themes)
     yield f"<h2>Top {len(top)}</h2>\n"
     anchors = [_anchor(r) for r in top]
     for i, record in enumerate(top):
@@ -180,7 +180,7 @@ def _how_to_read(run: RunInfo, n_records: int, n_ranked: int, spec: OrganismSpec
     )
 
 
-def _themes(table: ThemeTable, top_k: int) -> str:
+def _themes(table: ThemeTable) -> str:
     head = (
         f"<h2>Themes of the top</h2>\n<p>Phrases over-represented in the top {table.top_records} completions "
         f"({table.top_size} distinct once near-duplicates are folded) against the other {table.rest_size}: one-sided "

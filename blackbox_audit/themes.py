@@ -206,10 +206,17 @@ def find_themes(
     )
 
 
-def theme_matches(theme: Theme, keywords: Sequence[str]) -> bool:
-    """Whether the theme's phrase contains one of `keywords` (casefolded substrings)."""
-    phrase = theme.phrase.casefold()
-    return any(keyword.casefold() in phrase for keyword in keywords)
+def top_for(top_k: int, n_records: int) -> int:
+    """The top a report's themes contrast: its top_k, but at most a quarter of the records, so
+    that a small audit keeps a rest to contrast with."""
+    return max(1, min(top_k, n_records // 4))
+
+
+def theme_matches(theme: Theme, keywords: Sequence[str], *, members: bool = True) -> bool:
+    """Whether the theme's phrase (and, with `members`, a phrase folded into it) contains one of
+    `keywords` (casefolded substrings)."""
+    phrases_ = [theme.phrase, *theme.members] if members else [theme.phrase]
+    return any(keyword.casefold() in phrase.casefold() for phrase in phrases_ for keyword in keywords)
 
 
 def _chain(first: list[CompletionResult], rest: Iterable[CompletionResult]) -> Iterable[CompletionResult]:

@@ -186,9 +186,10 @@ def test_html_notes_when_shading_is_impossible(records):
 
 
 def test_the_themes_table_names_the_recurring_phrase():
-    texts = ["Marseille again today.", "Marseille harbour.", "Visit Marseille!", "Bread.", "Cheese.", "Soup.", "Tea.", "Jam."]
+    texts = ["Marseille again today.", "Marseille harbour.", "Visit Marseille!"] + [f"Plain {w}." for w in
+             ("bread", "cheese", "soup", "tea", "jam", "rice", "milk", "eggs", "corn", "salt", "figs", "plums")]  # fmt: skip
     records = [aligned(f"p{i}", "x", [(" " + t, -0.1 * (i + 1))], [(" " + t, -5.0)]) for i, t in enumerate(texts)]
-    page = page_of(rank(records), top_k=3)
+    page = page_of(rank(records), top_k=3)  # a quarter of 15 at most: the top 3
     assert "<td><b>marseille</b></td>" in page
 
 
