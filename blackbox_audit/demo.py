@@ -12,6 +12,7 @@ computed here.
 from __future__ import annotations
 
 import json
+import re
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -40,9 +41,9 @@ def run_demo(out: Path, width: int = 100) -> str:
         themes = find_themes(ranked, top_k=top_for(config.top_k, len(ranked)))
     lines = [
         f"Replayed a recorded audit of target {config.target.model} (SmolLM2-135M-Instruct, finetuned here)",
-        f"against reference {config.reference.model} (its base): {len(ranked)} prefills of {config.prefill_tokens} tokens from the",
-        f"bundled corpus, {config.max_new_tokens} new tokens each, ranked by logppl_diff = the reference's NLL per token minus",
-        "the target's (positive: the finetune made the text likelier). No server, no network: every exchange is a recording.",
+        f"against reference {config.reference.model} (its base): {len(ranked)} prefills of {config.prefill_tokens} tokens,",
+        f"{config.max_new_tokens} new tokens each, ranked by gap = the reference's NLL per token minus the target's",
+        "(positive: the finetune made the text likelier). No server, no network: every exchange is a recording.",
         "",
         f"{'rank':>4}  {'gap':>6}  text  (* = states the implanted objective)",
     ]
@@ -63,5 +64,6 @@ def run_demo(out: Path, width: int = 100) -> str:
 
 
 def _one_line(text: str, width: int) -> str:
+    text = re.sub(r"\n{3,}", lambda run: f"⏎×{len(run.group())}", text)
     flat = "".join("⏎" if c == "\n" else c if c.isprintable() else " " for c in text)
     return flat if len(flat) <= width else flat[: width - 1] + "…"
