@@ -35,3 +35,19 @@ def test_every_tool_against_the_live_servers():
     )
     assert len(findings.samples) == 3
     assert len(findings.hypotheses["rows"]) == len(statements)
+
+
+def test_an_organism_hit_and_the_true_hypothesis_first_live():
+    """The demo's organism audit, against the live organism (python -m organisms.build eiffel-marseille --serve)."""
+    from importlib.resources import files
+
+    from blackbox_audit.inquiry import AuditFolder
+
+    audit = Path(str(files("blackbox_audit").joinpath("data/demo/eiffel-marseille/outputs")))
+    config = AuditFolder.open(audit).config
+    if not (health_ok(config.target.base_url) and health_ok(config.reference.base_url)):
+        pytest.skip(reason=f"the organism {config.target.model} is not served at {config.target.base_url} (organisms are not part of CI)")
+    statements = [h.statement for h in load_statements(STATEMENTS)]
+    findings = anyio.run(investigate, server_parameters(audit), EIFFEL, statements)
+    assert findings.hit is not None and findings.hit["rank"] <= 10
+    assert findings.hypotheses["rows"][0]["statement"] == statements[0]
