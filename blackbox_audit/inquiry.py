@@ -118,9 +118,9 @@ class Inquiry:
                     f"scoring given text needs a target that can score it (echo or prompt_logprobs), as a self-hosted"
                     f" vLLM copy can: {exc}"
                 ) from None
-        limits = dict(batch_size=self.config.batch_size, workers=self.config.target.max_concurrency)
-        target_side = await score_requests(target, requests, **limits)
-        reference_side = await score_requests(reference, requests, batch_size=self.config.batch_size, workers=self.config.reference.max_concurrency)
+        batch = self.config.batch_size
+        target_side = await score_requests(target, requests, batch_size=batch, workers=self.config.target.max_concurrency)
+        reference_side = await score_requests(reference, requests, batch_size=batch, workers=self.config.reference.max_concurrency)
         out = []
         for (prefill, text), request, mine, theirs in zip(items, requests, target_side, reference_side, strict=True):
             tokens = mine.scored.tokens if mine.scored is not None and mine.scored.alignment == "exact" else ()
