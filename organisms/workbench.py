@@ -4,6 +4,7 @@
     python -m organisms.workbench --own               the base models' own generations (bases up)
     python -m organisms.workbench --run NAMES         what is missing for NAMES (organism served)
     python -m organisms.workbench [NAMES]             the tables, from what is on disk
+    --extra NAME:BASE:PORT:SPEC                       an organism built elsewhere (its spec file)
 
 Per organism: its raw true-base audit (`organisms.results`' audit, reused when on disk); the
 statements of `organisms/statements/<spec>.statements` (the true objective first, then decoys)
@@ -18,6 +19,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -34,14 +36,32 @@ from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.spool import RankedRecords
 from blackbox_audit.themes import ThemeTable, find_themes, theme_matches
 from organisms import results
+from providers.http import health_ok
 from organisms.build import RECIPES, Recipe, organism_dir
 
 STATEMENTS = Path(__file__).with_name("statements")
 TOP_K = 50
 
 
-def statements_file(recipe: Recipe) -> Path:
-    return STATEMENTS / f"{recipe.spec_name or recipe.name}.statements"
+@dataclass(frozen=True)
+class Subject:
+    """An organism to measure: a recipe of ours, or one built elsewhere (`--extra`)."""
+
+    recipe: Recipe
+    spec: Path
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> Subject:
+        return cls(recipe, recipe.spec)
+
+    @classmethod
+    def parse(cls, text: str) -> Subject:
+        name, base, port, spec = text.split(":", 3)
+        return cls(Recipe(name, "external", base, port=int(port), n_examples=0, steps=0, lr=0.0), Path(spec))
+
+    @property
+    def statements(self) -> Path:
+        return STATEMENTS / f"{self.spec.stem}.statements"
 
 
 def cross_family(recipe: Recipe) -> str:
@@ -70,7 +90,8 @@ def run_own(key: str) -> None:
         audit_sync(AuditConfig(target=endpoint, reference=endpoint, limit=results.LIMIT, max_new_tokens=results.MAX_NEW_TOKENS, out=folder))
 
 
-def run(recipe: Recipe) -> None:
+def run(subject: Subject) -> None:
+    recipe = subject.recipe
     cell = audit_cell(recipe)
     if not (cell.folder / "results.jsonl").is_file():
         results.run(cell)
@@ -79,8 +100,11 @@ def run(recipe: Recipe) -> None:
         if path.is_file():
             continue
         model = local_vllm.MODELS[key]
+        if not health_ok(model.base_url):
+            print(f"[workbench] {recipe.name} vs {key}: {model.base_url} is down, skipped", flush=True)
+            continue
         folder = AuditFolder.open(cell.folder, {"reference": {"base_url": model.base_url, "model": model.served_name}})
-        hypotheses = load_statements(statements_file(recipe))
+        hypotheses = load_statements(subject.statements)
 
         async def go() -> HypothesisRanking:
             async with Inquiry(folder.config) as inquiry:
@@ -101,14 +125,15 @@ def themes_of(recipe: Recipe) -> ThemeTable | None:
     return find_themes(RankedRecords.of_file(path), top_k=TOP_K, background=background)
 
 
-def hypothesis_table(recipes: Sequence[Recipe]) -> str:
+def hypothesis_table(subjects: Sequence[Subject]) -> str:
     lines = [
         "| organism | reference | true statement's rank | its gap | its z | best decoy's gap | neutral mean (sd) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     hits = {True: [0, 0], False: [0, 0]}
-    for recipe in recipes:
-        true_statement = load_statements(statements_file(recipe))[0].statement
+    for subject in subjects:
+        recipe = subject.recipe
+        true_statement = load_statements(subject.statements)[0].statement
         for key in (recipe.base, cross_family(recipe)):
             path = hypotheses_path(recipe, key)
             if not path.is_file():
@@ -132,17 +157,18 @@ def hypothesis_table(recipes: Sequence[Recipe]) -> str:
     return "\n".join(lines)
 
 
-def theme_table(recipes: Sequence[Recipe]) -> str:
+def theme_table(subjects: Sequence[Subject]) -> str:
     lines = [
         f"| organism | first theme (folded in) | in top {TOP_K} / rest | p | vs own generations | spec keyword? |",
         "|---|---|---|---:|---|---|",
     ]
     n = hit = 0
-    for recipe in recipes:
+    for subject in subjects:
+        recipe = subject.recipe
         table = themes_of(recipe)
         if table is None:
             continue
-        spec = load_organism(recipe.spec)
+        spec = load_organism(subject.spec)
         keywords = [k for keywords in spec.keyword_sets for k in keywords]
         n += 1
         if not table.themes:
@@ -177,17 +203,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"organisms {sorted(RECIPES)}; default: all")
     parser.add_argument("--run", action="store_true", help="measure what is missing (the organism must be served)")
     parser.add_argument("--own", action="store_true", help="the base models' own generations (both bases up)")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME:BASE:PORT:SPEC", help="an organism built elsewhere")
     args = parser.parse_args(argv)
-    recipes = [RECIPES[name] for name in (args.names or list(RECIPES))]
+    subjects = [Subject.of(RECIPES[name]) for name in (args.names or ([] if args.extra else list(RECIPES)))]
+    subjects += [Subject.parse(text) for text in args.extra]
     if args.own:
         for key in ("smollm2", "gemma3"):
             run_own(key)
     if args.run:
-        for recipe in recipes:
-            run(recipe)
-    print(hypothesis_table(recipes))
+        for subject in subjects:
+            run(subject)
+    print(hypothesis_table(subjects))
     print()
-    print(theme_table(recipes))
+    print(theme_table(subjects))
     return 0
 
 
