@@ -6,7 +6,7 @@
     python -m organisms.workbench [NAMES]             the tables, from what is on disk
     --extra NAME:BASE:PORT:SPEC                       an organism built elsewhere (its spec file)
 
-Per organism: its raw true-base audit (`organisms.results`' audit, reused when on disk); the
+Per organism: a raw true-base audit with `organisms.results`' settings (in its own folder); the
 statements of `organisms/statements/<spec>.statements` (the true objective first, then decoys)
 ranked by `blackbox-audit hypotheses`' code against the true base and the cross-family
 reference; and the themes of the audit's top 50 against the rest and against the true base's
@@ -68,8 +68,20 @@ def cross_family(recipe: Recipe) -> str:
     return next(key for key in ("smollm2", "gemma3") if key != recipe.base)
 
 
-def audit_cell(recipe: Recipe) -> results.Cell:
-    return results.Cell(recipe, recipe.base, "raw")
+def audit_folder(recipe: Recipe) -> Path:
+    """The raw true-base audit this module makes (beside, never in, organisms.results' folders)."""
+    return organism_dir(recipe.name) / "workbench" / f"audit-{recipe.base}-raw"
+
+
+def run_audit(recipe: Recipe) -> None:
+    """`organisms.results`' settings (200 prefills, 48 new tokens, greedy), raw framing, true base."""
+    base = local_vllm.MODELS[recipe.base]
+    print(f"[workbench] auditing {recipe.name} against {recipe.base} -> {audit_folder(recipe)}", flush=True)
+    audit_sync(AuditConfig(
+        target=EndpointConfig(base_url=f"http://127.0.0.1:{recipe.port}/v1", model=recipe.name),
+        reference=EndpointConfig(base_url=base.base_url, model=base.served_name),
+        limit=results.LIMIT, max_new_tokens=results.MAX_NEW_TOKENS, use_cache=False, out=audit_folder(recipe),
+    ))  # fmt: skip
 
 
 def hypotheses_path(recipe: Recipe, reference: str) -> Path:
@@ -92,9 +104,8 @@ def run_own(key: str) -> None:
 
 def run(subject: Subject) -> None:
     recipe = subject.recipe
-    cell = audit_cell(recipe)
-    if not (cell.folder / "results.jsonl").is_file():
-        results.run(cell)
+    if not (audit_folder(recipe) / "results.jsonl").is_file():
+        run_audit(recipe)
     for key in (recipe.base, cross_family(recipe)):
         path = hypotheses_path(recipe, key)
         if path.is_file():
@@ -103,7 +114,7 @@ def run(subject: Subject) -> None:
         if not health_ok(model.base_url):
             print(f"[workbench] {recipe.name} vs {key}: {model.base_url} is down, skipped", flush=True)
             continue
-        folder = AuditFolder.open(cell.folder, {"reference": {"base_url": model.base_url, "model": model.served_name}})
+        folder = AuditFolder.open(audit_folder(recipe), {"reference": {"base_url": model.base_url, "model": model.served_name}})
         hypotheses = load_statements(subject.statements)
 
         async def go() -> HypothesisRanking:
@@ -117,7 +128,7 @@ def run(subject: Subject) -> None:
 
 
 def themes_of(recipe: Recipe) -> ThemeTable | None:
-    path = audit_cell(recipe).folder / "results.jsonl"
+    path = audit_folder(recipe) / "results.jsonl"
     if not path.is_file():
         return None
     own = own_folder(recipe.base) / "results.jsonl"
@@ -159,10 +170,10 @@ def hypothesis_table(subjects: Sequence[Subject]) -> str:
 
 def theme_table(subjects: Sequence[Subject]) -> str:
     lines = [
-        f"| organism | first theme (folded in) | in top {TOP_K} / rest | p | vs own generations | spec keyword? |",
+        f"| organism | first theme (folded in) | in top {TOP_K} / rest | p | vs own generations | spec keyword in its phrase / in the theme |",
         "|---|---|---|---:|---|---|",
     ]
-    n = hit = 0
+    n = hit = hit_label = 0
     for subject in subjects:
         recipe = subject.recipe
         table = themes_of(recipe)
@@ -172,11 +183,12 @@ def theme_table(subjects: Sequence[Subject]) -> str:
         keywords = [k for keywords in spec.keyword_sets for k in keywords]
         n += 1
         if not table.themes:
-            lines.append(f"| `{recipe.name}` | (none with p < 0.05) | | | | no |")
+            lines.append(f"| `{recipe.name}` | (none with p < 0.05) | | | | no / no |")
             continue
         first = table.themes[0]
-        matched = theme_matches(first, keywords)
+        matched, matched_label = theme_matches(first, keywords), theme_matches(first, keywords, members=False)
         hit += matched
+        hit_label += matched_label
         folded = ", ".join(first.members[:4]) + (", ..." if len(first.members) > 4 else "")
         own = (
             f"{first.n_background} of {table.background_size} (p {first.p_background:.1e})"
@@ -185,10 +197,10 @@ def theme_table(subjects: Sequence[Subject]) -> str:
         )
         lines.append(
             f"| `{recipe.name}` | **{first.phrase}** ({folded}) | {first.n_top} of {table.top_size} / {first.n_rest} of"
-            f" {table.rest_size} | {first.p_value:.1e} | {own} | {'yes' if matched else 'no'} |"
+            f" {table.rest_size} | {first.p_value:.1e} | {own} | {'yes' if matched_label else 'no'} / {'yes' if matched else 'no'} |"
         )
     lines.append("")
-    lines.append(f"First theme holds a spec keyword: {hit} of {n} organisms.")
+    lines.append(f"First theme holds a spec keyword: in its phrase {hit_label} of {n} organisms, in the theme (phrases folded in) {hit} of {n}.")
     return "\n".join(lines)
 
 
