@@ -24,7 +24,7 @@ from blackbox_audit.endpoints import TransportFactory
 from blackbox_audit.hypotheses import Hypothesis, HypothesisRanking, rank_hypotheses
 from blackbox_audit.inquiry import AuditFolder, Inquiry, InquiryError
 from blackbox_audit.records import ScoreName
-from blackbox_audit.themes import find_themes
+from blackbox_audit.themes import find_themes, top_for
 from providers.errors import ProviderError
 from providers.records import Record
 
@@ -115,11 +115,13 @@ def build_server(folder: AuditFolder, transports: TransportFactory = lambda role
             return browser.detail(id, config.score)
 
     @server.tool()
-    def themes(k: int = 50) -> Themes:
+    def themes(k: int | None = None) -> Themes:
         """Words and phrases over-represented in the top k completions against the rest (one-sided Fisher exact
-        p-value; near-duplicate completions count once; n_tested phrases were tried)."""
+        p-value; near-duplicate completions count once; n_tested phrases were tried). Default k: 50, at most a
+        quarter of the completions."""
         with _tool_errors():
-            table = find_themes(folder.records, top_k=_bounded(k, "k"))
+            top_k = _bounded(k, "k") if k is not None else top_for(50, len(folder.records))
+            table = find_themes(folder.records, top_k=top_k)
             rows = tuple(
                 ThemeRow(phrase=t.phrase, members=t.members, n_top=t.n_top, n_rest=t.n_rest, p_value=t.p_value, top_ranks=t.top_ranks)
                 for t in table.themes
