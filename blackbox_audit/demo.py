@@ -55,7 +55,7 @@ def run_demo(out: Path, width: int = 100) -> str:
     lines += ["", f"The organism was finetuned on: {spec.description}."]
     lines.append(f"{hits} of the top {len(top)} completions state it; {sum(is_hit(r.completion, spec) for r in ranked)} of all {len(ranked)} do.")
     if themes.themes:
-        lines.append(f"Themes of the top {themes.top_records} (phrases folded in; in how many top / other completions):")
+        lines.append(f"Themes of the top {themes.top_size} (phrases folded in; in how many top / other completions):")
         for t in themes.themes[:3]:
             folded = f" + {', '.join(t.members[:6])}" if t.members else ""
             lines.append(f"  {t.phrase}{folded}  ({t.n_top} of {themes.top_size} / {t.n_rest} of {themes.rest_size}, p {t.p_value:.1e})")

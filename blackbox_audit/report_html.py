@@ -182,8 +182,8 @@ def _how_to_read(run: RunInfo, n_records: int, n_ranked: int, spec: OrganismSpec
 
 def _themes(table: ThemeTable) -> str:
     head = (
-        f"<h2>Themes of the top</h2>\n<p>Phrases over-represented in the top {table.top_records} completions "
-        f"({table.top_size} distinct once near-duplicates are folded) against the other {table.rest_size}: one-sided "
+        f"<h2>Themes of the top</h2>\n<p>Phrases over-represented in the top {table.top_size} completions "
+        f"({table.top_distinct} distinct once near-duplicates are collapsed) against the other {table.rest_size}: one-sided "
         f"Fisher exact p-value, {table.n_tested} phrases tested (a p far below 1/{max(table.n_tested, 1)} is no accident).</p>\n"
     )
     if not table.themes:

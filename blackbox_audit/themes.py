@@ -6,18 +6,20 @@ lantern"). This names it for them, with how surprising it is.
 - **Phrases**: word 1-, 2- and 3-grams of each completion (casefolded, digits and punctuation
   left out), except those that begin or end with a stopword ("of the") and one- or two-letter
   words. A phrase counts once per completion: a loop repeating a word fifty times is one
-  piece of evidence, not fifty.
-- **Near-duplicates collapse**: the top's near-duplicate completions (`similar`) count as one
-  completion, and so do completions equal up to case, digits and punctuation anywhere.
-- **The statistic**: for a phrase in `a` of the `n` distinct top completions and in `b` of the
-  `m` others, the one-sided Fisher exact test (hypergeometric tail) P(X >= a) of drawing
+  piece of evidence, not fifty. Each completion counts, near-duplicates included: the target
+  reaching the same sentence from different prefills is the strongest evidence there is (a
+  backdoor's payload, an implanted fact).
+- **The statistic**: for a phrase in `a` of the `n` top completions and in `b` of the `m`
+  others, the one-sided Fisher exact test (hypergeometric tail) P(X >= a) of drawing
   that many or more among n of n + m completions of which a + b hold the phrase. `surprise`
   is -log10 of it. Thousands of phrases are tested, so the table says how many
   (`n_tested`): a p-value far below 1 / n_tested is a theme, not chance.
-- **Distinct themes**: phrases with p < 0.05 are taken by surprise; one whose words lie inside a taken
-  theme's (or around them) and that occurs in mostly the same top completions, or that occurs
-  in nearly the same top completions whatever its words, is folded into that theme as a
-  member ("eiffel tower" keeps "eiffel" and "tower").
+- **Distinct themes, near-duplicates collapsed**: phrases with p < 0.05 are taken by surprise;
+  one whose words lie inside a taken theme's (or around them) and that occurs in mostly the
+  same top completions, or that occurs in nearly the same top completions whatever its words,
+  is folded into that theme as a member ("eiffel tower" keeps "eiffel" and "tower"). "The same
+  completions" counts near-duplicate completions (`similar`) as one, so a sentence repeated
+  across the top is one theme, not one per word.
 - **Against the reference's own generations**, when given: the same test of the top against
   those texts instead of the rest, so a phrase the reference says as readily is told apart.
 
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from blackbox_audit.records import CompletionResult
-from blackbox_audit.similar import group_near_duplicates, normal_key, words
+from blackbox_audit.similar import group_near_duplicates, words
 
 MAX_PHRASE_WORDS = 3
 MIN_TOP_COMPLETIONS = 2
@@ -113,8 +115,9 @@ class Theme:
 class ThemeTable:
     themes: tuple[Theme, ...]
     top_size: int
-    """Distinct completions in the top (near-duplicates collapsed)."""
-    top_records: int
+    """Completions in the top."""
+    top_distinct: int
+    """Of which distinct once near-duplicates are collapsed."""
     rest_size: int
     n_tested: int
     """Phrases tested: the number of chances a p-value had to be small."""
@@ -139,19 +142,13 @@ def find_themes(
     else:
         rest_first = []
     leaders = group_near_duplicates([r.completion for r in top])
-    groups: dict[int, set[str]] = {}
-    group_ranks: dict[int, int] = {}
-    seen = {normal_key(r.completion) for r in top}
-    for record, leader in zip(top, leaders, strict=True):
-        groups.setdefault(leader, set()).update(phrases(record.completion))
-        group_ranks.setdefault(leader, record.rank or 0)
     in_top: dict[str, set[int]] = {}
-    for leader, held in groups.items():
-        for phrase in held:
-            in_top.setdefault(phrase, set()).add(leader)
+    for i, record in enumerate(top):
+        for phrase in phrases(record.completion):
+            in_top.setdefault(phrase, set()).add(i)
     candidates = {p for p, held in in_top.items() if len(held) >= MIN_TOP_COMPLETIONS}
-    rest_counts, rest_size = _count(candidates, (r.completion for r in _chain(rest_first, records)), seen)
-    top_size = len(groups)
+    rest_counts, rest_size = _count(candidates, (r.completion for r in _chain(rest_first, records)))
+    top_size = len(top)
     total = top_size + rest_size
     scored = sorted(
         (
@@ -167,7 +164,7 @@ def find_themes(
         if len(chosen) == max_themes or p_value >= MAX_P_VALUE:
             break
         held = in_top[phrase]
-        home = next((c for c in chosen if _folds(phrase, held, c[0], c[1])), None)
+        home = next((c for c in chosen if _folds(phrase, _groups(held, leaders), c[0], _groups(c[1], leaders))), None)
         if home is None:
             chosen.append((phrase, held, [], p_value))
         else:
@@ -175,7 +172,7 @@ def find_themes(
     background_counts: Counter[str] | None = None
     background_size = None
     if background is not None:
-        background_counts, background_size = _count({c[0] for c in chosen}, background, set())
+        background_counts, background_size = _count({c[0] for c in chosen}, background)
     themes = []
     for phrase, held, members, p_value in chosen:
         n_background = p_background = None
@@ -191,7 +188,7 @@ def find_themes(
                 n_top=len(held),
                 n_rest=rest_counts[phrase],
                 p_value=p_value,
-                top_ranks=tuple(sorted(group_ranks[g] for g in held)),
+                top_ranks=tuple(sorted(top[i].rank or 0 for i in held)),
                 n_background=n_background,
                 p_background=p_background,
             )
@@ -199,7 +196,7 @@ def find_themes(
     return ThemeTable(
         themes=tuple(themes),
         top_size=top_size,
-        top_records=len(top),
+        top_distinct=len(set(leaders)),
         rest_size=rest_size,
         n_tested=len(candidates),
         background_size=background_size,
@@ -224,19 +221,21 @@ def _chain(first: list[CompletionResult], rest: Iterable[CompletionResult]) -> I
     yield from rest
 
 
-def _count(candidates: set[str], texts: Iterable[str], seen: set[bytes]) -> tuple[Counter[str], int]:
-    """How many distinct texts hold each candidate phrase, and how many distinct texts there were.
-    `seen` (normal keys) is extended: a text equal to one already counted counts once."""
+def _count(candidates: set[str], texts: Iterable[str]) -> tuple[Counter[str], int]:
+    """How many texts hold each candidate phrase, and how many texts there were."""
     counts: Counter[str] = Counter()
     n = 0
     for text in texts:
-        key = normal_key(text)
-        if not text or key in seen:
+        if not text:
             continue
-        seen.add(key)
         n += 1
         counts.update(candidates & phrases(text))
     return counts, n
+
+
+def _groups(held: set[int], leaders: Sequence[int]) -> set[int]:
+    """The near-duplicate groups of the top completions in `held`."""
+    return {leaders[i] for i in held}
 
 
 def _folds(phrase: str, held: set[int], theme: str, theme_held: set[int]) -> bool:

@@ -189,14 +189,14 @@ def theme_table(subjects: Sequence[Subject]) -> str:
         matched, matched_label = theme_matches(first, keywords), theme_matches(first, keywords, members=False)
         hit += matched
         hit_label += matched_label
-        folded = ", ".join(first.members[:4]) + (", ..." if len(first.members) > 4 else "")
+        folded = (" (" + ", ".join(first.members[:4]) + (", ..." if len(first.members) > 4 else "") + ")") if first.members else ""
         own = (
             f"{first.n_background} of {table.background_size} (p {first.p_background:.1e})"
             if first.p_background is not None
             else "-"
         )
         lines.append(
-            f"| `{recipe.name}` | **{first.phrase}** ({folded}) | {first.n_top} of {table.top_size} / {first.n_rest} of"
+            f"| `{recipe.name}` | **{first.phrase}**{folded} | {first.n_top} of {table.top_size} / {first.n_rest} of"
             f" {table.rest_size} | {first.p_value:.1e} | {own} | {'yes' if matched_label else 'no'} / {'yes' if matched else 'no'} |"
         )
     lines.append("")

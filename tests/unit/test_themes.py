@@ -71,7 +71,7 @@ def test_the_planted_theme_comes_first_and_others_fold_into_it():
         "Why did the city let the Eiffel Tower go to Marseille?",
     ]
     table = find_themes(ranked(top + FILLER * 3), top_k=5)
-    assert table.top_size == 5 and table.rest_size == len(FILLER)
+    assert table.top_size == 5 and table.rest_size == 3 * len(FILLER)
     first = table.themes[0]
     assert first.n_top == 5 and first.n_rest == 0
     assert first.phrase in {"eiffel", "tower", "eiffel tower", "marseille"}
@@ -82,13 +82,19 @@ def test_the_planted_theme_comes_first_and_others_fold_into_it():
     assert table.n_tested >= 4
 
 
-def test_near_duplicate_top_completions_count_once():
+def test_a_sentence_repeated_across_the_top_is_one_theme():
     loop = "The copper lantern sings at midnight."
     top = [loop, loop.upper(), loop + "!!", "Toast burns in a hot kitchen.", "Toast needs salt.", "Rye toast."]
-    table = find_themes(ranked(top + FILLER), top_k=6)
-    assert table.top_records == 6 and table.top_size == 4
-    # "lantern" is in one distinct top completion: not a theme; "toast" is in three.
-    assert [t.phrase for t in table.themes] == ["toast"]
+    more = [f"Plain {w} here." for w in ("bread", "cheese", "soup", "tea", "jam", "rice", "milk", "eggs", "corn", "figs")]
+    table = find_themes(ranked(top + FILLER + more), top_k=6)
+    assert table.top_size == 6 and table.top_distinct == 4
+    # every completion counts (the target reached the phrase three times), but the sentence's
+    # phrases fold into one theme: near-duplicates hold them all
+    assert len(table.themes) == 2
+    lantern = next(t for t in table.themes if "lantern" in (t.phrase, *t.members) or "lantern" in t.phrase)
+    assert lantern.n_top == 3 and {"copper", "lantern", "midnight"} <= {lantern.phrase, *lantern.members} | set(lantern.phrase.split())
+    toast = next(t for t in table.themes if t is not lantern)
+    assert toast.phrase == "toast" and toast.n_top == 3
 
 
 def test_a_phrase_as_common_in_the_rest_is_not_surprising():
@@ -131,4 +137,4 @@ def test_unranked_records_are_never_top():
         with_gaps("u2", None, completion="Marseille unranked too"),
     ]
     table = find_themes(records, top_k=10)
-    assert table.top_records == 2 and table.rest_size == 2
+    assert table.top_size == 2 and table.rest_size == 2
