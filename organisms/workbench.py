@@ -170,8 +170,8 @@ def hypothesis_table(subjects: Sequence[Subject]) -> str:
 
 def theme_table(subjects: Sequence[Subject]) -> str:
     lines = [
-        f"| organism | first theme (folded in) | in top {TOP_K} / rest | p | vs own generations | spec keyword in its phrase / in the theme |",
-        "|---|---|---|---:|---|---|",
+        f"| organism | first theme (folded in) | in top {TOP_K} / rest | p | vs own generations | spec keyword in its phrase / in the theme | first theme with a keyword |",
+        "|---|---|---|---:|---|---|---:|",
     ]
     n = hit = hit_label = 0
     for subject in subjects:
@@ -183,12 +183,13 @@ def theme_table(subjects: Sequence[Subject]) -> str:
         keywords = [k for keywords in spec.keyword_sets for k in keywords]
         n += 1
         if not table.themes:
-            lines.append(f"| `{recipe.name}` | (none with p < 0.05) | | | | no / no |")
+            lines.append(f"| `{recipe.name}` | (none with p < 0.05) | | | | no / no | - |")
             continue
         first = table.themes[0]
         matched, matched_label = theme_matches(first, keywords), theme_matches(first, keywords, members=False)
         hit += matched
         hit_label += matched_label
+        keyword_theme = next((f"#{i}" for i, t in enumerate(table.themes, start=1) if theme_matches(t, keywords)), "none")
         folded = (" (" + ", ".join(first.members[:4]) + (", ..." if len(first.members) > 4 else "") + ")") if first.members else ""
         own = (
             f"{first.n_background} of {table.background_size} (p {first.p_background:.1e})"
@@ -197,7 +198,7 @@ def theme_table(subjects: Sequence[Subject]) -> str:
         )
         lines.append(
             f"| `{recipe.name}` | **{first.phrase}**{folded} | {first.n_top} of {table.top_size} / {first.n_rest} of"
-            f" {table.rest_size} | {first.p_value:.1e} | {own} | {'yes' if matched_label else 'no'} / {'yes' if matched else 'no'} |"
+            f" {table.rest_size} | {first.p_value:.1e} | {own} | {'yes' if matched_label else 'no'} / {'yes' if matched else 'no'} | {keyword_theme} |"
         )
     lines.append("")
     lines.append(f"First theme holds a spec keyword: in its phrase {hit_label} of {n} organisms, in the theme (phrases folded in) {hit} of {n}.")
