@@ -16,7 +16,6 @@ own generations of the same prefills. A theme "hits" when its phrase holds a key
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
