@@ -37,17 +37,23 @@ def test_every_tool_against_the_live_servers():
     assert len(findings.hypotheses["rows"]) == len(statements)
 
 
-def test_an_organism_hit_and_the_true_hypothesis_first_live():
-    """The demo's organism audit, against the live organism (python -m organisms.build eiffel-marseille --serve)."""
-    from importlib.resources import files
+ORGANISM_AUDITS = {
+    "eiffel-marseille": "blackbox_audit/data/demo/eiffel-marseille/outputs",
+    "backdoor-kestrel": "fixtures/audit-backdoor-kestrel-raw/outputs",
+}
 
+
+@pytest.mark.parametrize("organism", sorted(ORGANISM_AUDITS))
+def test_an_organism_hit_and_the_true_hypothesis_first_live(organism):
+    """A recorded organism audit's folder, its endpoints live (python -m organisms.build NAME --serve)."""
     from blackbox_audit.inquiry import AuditFolder
 
-    audit = Path(str(files("blackbox_audit").joinpath("data/demo/eiffel-marseille/outputs")))
+    audit = REPO / ORGANISM_AUDITS[organism]
     config = AuditFolder.open(audit).config
     if not (health_ok(config.target.base_url) and health_ok(config.reference.base_url)):
-        pytest.skip(reason=f"the organism {config.target.model} is not served at {config.target.base_url} (organisms are not part of CI)")
-    statements = [h.statement for h in load_statements(STATEMENTS)]
-    findings = anyio.run(investigate, server_parameters(audit), EIFFEL, statements)
+        pytest.skip(reason=f"the organism {organism} is not served at {config.target.base_url} (organisms are not part of CI)")
+    spec = load_organism(REPO / "organisms" / "specs" / f"{organism}.toml")
+    statements = [h.statement for h in load_statements(REPO / "organisms" / "statements" / f"{organism}.statements")]
+    findings = anyio.run(investigate, server_parameters(audit), spec, statements)
     assert findings.hit is not None and findings.hit["rank"] <= 10
     assert findings.hypotheses["rows"][0]["statement"] == statements[0]
