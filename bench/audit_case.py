@@ -29,7 +29,9 @@ class AuditRun:
         return {k.rsplit("/", 1)[-1]: v for k, v in self.manifest[role]["requests"]["by_path"].items()}
 
 
-def audit_config(target_key: str, reference_key: str, *, prefills: int, max_new_tokens: int, workdir: Path, out: str) -> AuditConfig:
+def audit_config(
+    target_key: str, reference_key: str, *, prefills: int, max_new_tokens: int, workdir: Path, out: str
+) -> AuditConfig:
     target, reference = local_vllm.MODELS[target_key], local_vllm.MODELS[reference_key]
     return AuditConfig(
         target=EndpointConfig(base_url=target.base_url, model=target.served_name),
@@ -57,7 +59,14 @@ def floor_jobs(results_path: Path, max_new_tokens: int) -> tuple[list[dict], lis
     """(generation jobs for the target model, scoring jobs for the reference, the records)."""
     records = [json.loads(line) for line in results_path.read_text().splitlines()]
     records.sort(key=lambda r: r["prefill_id"])
-    generate = [{"name": "audit_generation", "kind": "generate", "prompts": [r["prefill"] for r in records], "max_tokens": max_new_tokens}]
+    generate = [
+        {
+            "name": "audit_generation",
+            "kind": "generate",
+            "prompts": [r["prefill"] for r in records],
+            "max_tokens": max_new_tokens,
+        }
+    ]
     score = [
         {
             "name": "audit_scoring",

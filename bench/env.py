@@ -46,7 +46,9 @@ def machine_facts() -> dict[str, str]:
             cpu_model = line.split(":", 1)[1].strip()
             break
     mem_total = next(
-        int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+        int(line.split()[1]) / 2**20
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
     )
     return {
         "cores": str(os.cpu_count()),
@@ -69,14 +71,18 @@ def _venv_version(python: Path, dist: str) -> str:
     if not python.exists():
         return "not installed"
     done = subprocess.run(
-        [str(python), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"], capture_output=True, text=True
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+        capture_output=True,
+        text=True,
     )
     return done.stdout.strip() or "not installed"
 
 
 def git_commit() -> str:
     done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    )
     return done.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
@@ -176,7 +182,11 @@ def server_requests(base_url: str) -> int | None:
         return None
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("http_requests_total{") and 'handler="/metrics"' not in line and 'handler="/health"' not in line:
+        if (
+            line.startswith("http_requests_total{")
+            and 'handler="/metrics"' not in line
+            and 'handler="/health"' not in line
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return int(total)
 

@@ -52,9 +52,13 @@ class App:
         data = json.loads(body) if body else {}
         if path == "/tokenize":
             tokens = self.tokenizer.encode(data["prompt"], add_special_tokens=data.get("add_special_tokens", True)).ids
-            return 200, json.dumps({"count": len(tokens), "max_model_len": 1024, "tokens": tokens, "token_strs": None}).encode()
+            return 200, json.dumps(
+                {"count": len(tokens), "max_model_len": 1024, "tokens": tokens, "token_strs": None}
+            ).encode()
         if path == "/detokenize":
-            return 200, json.dumps({"prompt": self.tokenizer.decode(data["tokens"], skip_special_tokens=False)}).encode()
+            return 200, json.dumps(
+                {"prompt": self.tokenizer.decode(data["tokens"], skip_special_tokens=False)}
+            ).encode()
         if path == "/v1/completions" and data.get("echo"):
             prompts = data["prompt"]
             if prompts and isinstance(prompts[0], int):
@@ -70,11 +74,19 @@ class App:
                     "choices": choices,
                     "service_tier": None,
                     "system_fingerprint": "fake",
-                    "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens + len(prompts), "completion_tokens": len(prompts)},
+                    "usage": {
+                        "prompt_tokens": n_tokens,
+                        "total_tokens": n_tokens + len(prompts),
+                        "completion_tokens": len(prompts),
+                    },
                 }
             ).encode()
         if path == "/v1/completions":
-            prompts = data["prompt"] if isinstance(data["prompt"], list) and not isinstance(data["prompt"][0], int) else [data["prompt"]]
+            prompts = (
+                data["prompt"]
+                if isinstance(data["prompt"], list) and not isinstance(data["prompt"][0], int)
+                else [data["prompt"]]
+            )
             ids = self.tokenizer.encode(COMPLETION, add_special_tokens=False).ids[: data.get("max_tokens", 16)]
             choices = [self._generated_choice(i, ids) for i in range(len(prompts))]
             return 200, json.dumps(
@@ -121,7 +133,10 @@ class App:
             "stop_reason": None,
             "token_ids": [0],
             "prompt_logprobs": [None]
-            + [{str(i): {"logprob": v, "rank": 1, "decoded_token": p}} for i, p, v in zip(ids[1:], pieces[1:], values[1:], strict=True)],
+            + [
+                {str(i): {"logprob": v, "rank": 1, "decoded_token": p}}
+                for i, p, v in zip(ids[1:], pieces[1:], values[1:], strict=True)
+            ],
             "prompt_token_ids": ids,
             "routed_experts": None,
         }

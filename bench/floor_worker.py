@@ -78,7 +78,9 @@ def main() -> None:
                 }
             )
         elif spec["kind"] == "generate":
-            params = SamplingParams(max_tokens=spec["max_tokens"], temperature=0.0, seed=spec.get("seed", 0), logprobs=0)
+            params = SamplingParams(
+                max_tokens=spec["max_tokens"], temperature=0.0, seed=spec.get("seed", 0), logprobs=0
+            )
             all_seconds = []
             for _ in range(job.get("repeat", 1)):
                 t0 = time.perf_counter()

@@ -88,7 +88,9 @@ def measure(key: str) -> list[Spread]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kernel_spread", description=__doc__.split("\n")[0])
-    parser.add_argument("keys", nargs="*", metavar="KEY", help=f"of {sorted(local_vllm.MODELS)} (default: smollm2 gemma3)")
+    parser.add_argument(
+        "keys", nargs="*", metavar="KEY", help=f"of {sorted(local_vllm.MODELS)} (default: smollm2 gemma3)"
+    )
     args = parser.parse_args(argv)
     unknown = set(args.keys) - set(local_vllm.MODELS)
     if unknown:

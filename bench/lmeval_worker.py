@@ -48,7 +48,9 @@ def main() -> None:
         def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
             result = LocalCompletionsAPI.parse_logprobs(outputs, tokens=tokens, ctxlens=ctxlens, **kwargs)
             for out in outputs if isinstance(outputs, list) else [outputs]:
-                for choice, ctxlen, ids in zip(sorted(out["choices"], key=lambda c: c["index"]), ctxlens, tokens, strict=True):
+                for choice, ctxlen, ids in zip(
+                    sorted(out["choices"], key=lambda c: c["index"]), ctxlens, tokens, strict=True
+                ):
                     captured.append((list(ids), choice["logprobs"]["token_logprobs"][ctxlen:-1]))
             return result
 

@@ -95,7 +95,9 @@ async def run_pipeline(url: str, n: int, pairs: list[tuple[str, str]]) -> dict:
         spool = RecordSpool(Path(scratch), DEFAULT_SCORE, DEFAULT_DEGENERACY_THRESHOLD)
         try:
             for start in range(0, n, STREAM_CHUNK):
-                completions = [synthetic_completion(i, *pairs[i % len(pairs)]) for i in range(start, min(start + STREAM_CHUNK, n))]
+                completions = [
+                    synthetic_completion(i, *pairs[i % len(pairs)]) for i in range(start, min(start + STREAM_CHUNK, n))
+                ]
                 wall0, cpu0 = time.perf_counter(), time.process_time()
                 outcomes = await score_completions(reference, completions, batch_size=BATCH_SIZE, workers=WORKERS)
                 wall1, cpu1 = time.perf_counter(), time.process_time()

@@ -117,7 +117,9 @@ def profile_summary(prof_path: Path, n: int) -> str:
     picks = ["_send", "tokenize", "detokenize", "_score_prepared", "_prepare", "token_logprobs"]
     shares = ", ".join(f"`{f}` {100 * cumulative[f] / total:.0f}%" for f in picks if f in cumulative)
     groups["other (sockets, regex, builtins)"] = total - sum(groups.values())
-    parts = ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in sorted(groups.items(), key=lambda kv: -kv[1]) if t > 0)
+    parts = ", ".join(
+        f"{name} {100 * t / total:.0f}%" for name, t in sorted(groups.items(), key=lambda kv: -kv[1]) if t > 0
+    )
     return (
         f"Profile (cProfile on the CPU-time clock, stream variant, {n:,} completions, {total:.1f} s of CPU under the profiler):"
         f" self time by stack: {parts}. Cumulative time in the provider: {shares}."

@@ -64,7 +64,12 @@ async def warm_up(url: str, model: str) -> None:
 
 
 async def run_ours(
-    url: str, model: str, pairs: list[tuple[str, str]], prepared: list[tuple[list[int], int]], *, batch_size: int,
+    url: str,
+    model: str,
+    pairs: list[tuple[str, str]],
+    prepared: list[tuple[list[int], int]],
+    *,
+    batch_size: int,
     workers: int,
 ) -> Run:
     """`score_many` per batch of `batch_size` pairs through the bounded pool; no cache. Connected
@@ -148,8 +153,16 @@ async def run_single_request(url: str, model: str, prepared: list[tuple[list[int
 
 
 def run_lmeval(
-    python: Path, url: str, model: str, tokenizer_dir: Path, pairs: list[tuple[str, str]], *, batch_size: int,
-    num_concurrent: int, workdir: Path, name: str,
+    python: Path,
+    url: str,
+    model: str,
+    tokenizer_dir: Path,
+    pairs: list[tuple[str, str]],
+    *,
+    batch_size: int,
+    num_concurrent: int,
+    workdir: Path,
+    name: str,
 ) -> Run:
     job_file, result_file = workdir / f"{name}-job.json", workdir / f"{name}-result.json"
     result_file.unlink(missing_ok=True)

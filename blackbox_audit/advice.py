@@ -47,7 +47,9 @@ def advice(error: BaseException) -> str | None:
         if error.kind == "refused":
             return f"nothing answers there: is the server running? (else fix {_flag(role, 'base-url')})"
         if error.kind == "tls":
-            return f"the TLS handshake failed: if the server speaks plain HTTP, use http:// in {_flag(role, 'base-url')}"
+            return (
+                f"the TLS handshake failed: if the server speaks plain HTTP, use http:// in {_flag(role, 'base-url')}"
+            )
         if error.kind == "timeout":
             if "ConnectTimeout" in str(error):
                 return f"no connection within the connect timeout: is the host reachable? (check {_flag(role, 'base-url')})"

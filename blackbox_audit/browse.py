@@ -125,9 +125,19 @@ class Browser:
 
 
 def completion_row(
-    record: CompletionResult, score: ScoreName, rank: int | None, demoted: bool, record_id: int | None, *, full: bool = False
+    record: CompletionResult,
+    score: ScoreName,
+    rank: int | None,
+    demoted: bool,
+    record_id: int | None,
+    *,
+    full: bool = False,
 ) -> CompletionRow:
-    text = record.completion if full or len(record.completion) <= MAX_TEXT_CHARS else record.completion[:MAX_TEXT_CHARS] + "…"
+    text = (
+        record.completion
+        if full or len(record.completion) <= MAX_TEXT_CHARS
+        else record.completion[:MAX_TEXT_CHARS] + "…"
+    )
     return CompletionRow(
         id=record_id,
         rank=rank,
@@ -147,7 +157,10 @@ def completion_detail(record: CompletionResult, row: CompletionRow, *, full: boo
     if full:
         row = row.model_copy(update={"completion": record.completion})
     gaps = token_gaps(
-        record.completion, record.target_tokens, record.reference_tokens, reference_extra_chars=record.reference_extra_chars
+        record.completion,
+        record.target_tokens,
+        record.reference_tokens,
+        reference_extra_chars=record.reference_extra_chars,
     )
     return CompletionDetail(
         row=row,

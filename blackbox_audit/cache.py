@@ -50,7 +50,9 @@ class ResponseCache:
         self.failed = False
         self._on_failure = on_failure
         if self.directory.exists() and not self.directory.is_dir():
-            raise _error(f"the cache folder {self.directory} is a file: give a folder (--cache-dir) or --no-cache", usage=True)
+            raise _error(
+                f"the cache folder {self.directory} is a file: give a folder (--cache-dir) or --no-cache", usage=True
+            )
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.directory, 0o700)
@@ -63,11 +65,17 @@ class ResponseCache:
                 if file.is_file():
                     os.chmod(file, 0o600)
         except sqlite3.OperationalError as exc:  # full, read-only or locked: the disk, not the file
-            raise _error(f"cannot use the cache folder {self.directory}: {exc} (give another --cache-dir, or --no-cache)") from None
+            raise _error(
+                f"cannot use the cache folder {self.directory}: {exc} (give another --cache-dir, or --no-cache)"
+            ) from None
         except sqlite3.DatabaseError as exc:
-            raise _error(f"the cache in {self.directory} is unreadable ({exc}): `blackbox-audit cache clear` removes it") from None
+            raise _error(
+                f"the cache in {self.directory} is unreadable ({exc}): `blackbox-audit cache clear` removes it"
+            ) from None
         except (OSError, diskcache.Timeout) as exc:
-            raise _error(f"cannot use the cache folder {self.directory}: {_reason(exc)} (give another --cache-dir, or --no-cache)") from None
+            raise _error(
+                f"cannot use the cache folder {self.directory}: {_reason(exc)} (give another --cache-dir, or --no-cache)"
+            ) from None
 
     @classmethod
     def open(cls, directory: Path | None, *, on_failure: Callable[[str], None] | None = None) -> ResponseCache:

@@ -40,9 +40,13 @@ def build_parser() -> Parser:
 
     cache = commands.add_parser("cache", help="inspect or clear the response cache")
     cache.add_argument("action", choices=("stats", "clear"))
-    cache.add_argument("--cache-dir", default=None, help="cache folder (default: $BLACKBOX_AUDIT_CACHE_DIR or the user cache dir)")
+    cache.add_argument(
+        "--cache-dir", default=None, help="cache folder (default: $BLACKBOX_AUDIT_CACHE_DIR or the user cache dir)"
+    )
 
-    local = commands.add_parser("local-vllm", help="install, start and stop real small models on a local vLLM CPU server")
+    local = commands.add_parser(
+        "local-vllm", help="install, start and stop real small models on a local vLLM CPU server"
+    )
     local.add_argument("action", choices=("setup", "start", "stop", "status", "up"), help="up = setup + start")
     local.add_argument("models", nargs="*", help="model keys (default: smollm2 gemma3)")
 
@@ -69,17 +73,25 @@ def build_parser() -> Parser:
     )
     audit.add_argument("--config", default=None, help="TOML or JSON file with the same settings as the flags")
     audit.set_defaults(audit_flags=add_audit_flags(audit))
-    audit.add_argument("--dry-run", action="store_true", help="print the requests and tokens the audit will cost at most, send nothing")
+    audit.add_argument(
+        "--dry-run", action="store_true", help="print the requests and tokens the audit will cost at most, send nothing"
+    )
     audit.add_argument("--quiet", action="store_true", help="no progress bars or retry lines")
 
     demo = commands.add_parser(
         "demo", help="replay a recorded audit of a model organism (no server, no network) and show what it finds"
     )
-    demo.add_argument("--out", default="blackbox-audit-demo", help="folder for the report (default: blackbox-audit-demo)")
+    demo.add_argument(
+        "--out", default="blackbox-audit-demo", help="folder for the report (default: blackbox-audit-demo)"
+    )
 
-    report = commands.add_parser("report", help="render an audit folder's report.html again (with an organism spec, themes)")
+    report = commands.add_parser(
+        "report", help="render an audit folder's report.html again (with an organism spec, themes)"
+    )
     report.add_argument("audit_dir", metavar="AUDIT", help="an audit's output folder (its --out)")
-    report.add_argument("--organism", metavar="SPEC", help="organism spec (.toml/.json) whose keywords the report marks")
+    report.add_argument(
+        "--organism", metavar="SPEC", help="organism spec (.toml/.json) whose keywords the report marks"
+    )
     report.add_argument(
         "--background", metavar="RESULTS",
         help="results.jsonl (or folder) of an audit whose target was the reference: themes are also tested against"
@@ -116,14 +128,22 @@ def build_parser() -> Parser:
 
 def add_inquiry_flags(parser: argparse.ArgumentParser) -> None:
     """An audit folder to question, its endpoints overridable, and recording or replaying them."""
-    parser.add_argument("audit_dir", metavar="AUDIT", help="an audit's output folder (its --out): manifest.json, results.jsonl")
+    parser.add_argument(
+        "audit_dir", metavar="AUDIT", help="an audit's output folder (its --out): manifest.json, results.jsonl"
+    )
     flags = []
     for role in ("target", "reference"):
-        flags += add_endpoint_flags(parser.add_argument_group(f"{role} (default: the audit's)"), role, only=ENDPOINT_FIELDS)
+        flags += add_endpoint_flags(
+            parser.add_argument_group(f"{role} (default: the audit's)"), role, only=ENDPOINT_FIELDS
+        )
     parser.set_defaults(endpoint_flags=flags)
     exchanges = parser.add_mutually_exclusive_group()
-    exchanges.add_argument("--record", metavar="DIR", help="write every exchange with the endpoints to DIR/target, DIR/reference")
-    exchanges.add_argument("--replay", metavar="DIR", help="answer only from exchanges recorded with --record (no server)")
+    exchanges.add_argument(
+        "--record", metavar="DIR", help="write every exchange with the endpoints to DIR/target, DIR/reference"
+    )
+    exchanges.add_argument(
+        "--replay", metavar="DIR", help="answer only from exchanges recorded with --record (no server)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

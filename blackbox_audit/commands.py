@@ -47,7 +47,9 @@ def _endpoint(args: argparse.Namespace) -> EndpointConfig:
     try:
         endpoint = EndpointConfig(base_url=args.base_url, model=args.model, dialect=args.dialect or "auto")
     except ValidationError as exc:
-        raise UsageError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
+        raise UsageError(
+            "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        ) from None
     key = resolve_api_key(args.api_key, endpoint.base_url)
     return endpoint.model_copy(update={"api_key": SecretStr(key) if key else None})
 
@@ -77,13 +79,17 @@ def run_probe(args: argparse.Namespace) -> int:
             await provider.aclose()
 
     report = anyio.run(go)
-    print(f"endpoint {report.base_url}  model {report.model}  dialect {report.dialect}  server {report.server_version or '?'}")
+    print(
+        f"endpoint {report.base_url}  model {report.model}  dialect {report.dialect}  server {report.server_version or '?'}"
+    )
     width = max(len(c.name) for c in report.checks)
     for check in report.checks:
         mark = "ok  " if check.ok else "FAIL"
         print(f"  {check.name:<{width}}  {mark}  {check.seconds:6.2f}s  {check.detail}")
     print(f"  {'as target':<{width}}  {'yes ' if report.can_target else 'NO  '}  (generation with logprobs)")
-    print(f"  {'as reference':<{width}}  {'yes ' if report.can_reference else 'NO  '}  (tokenize + echo or prompt_logprobs)")
+    print(
+        f"  {'as reference':<{width}}  {'yes ' if report.can_reference else 'NO  '}  (tokenize + echo or prompt_logprobs)"
+    )
     wanted = {
         "target": report.can_target,
         "reference": report.can_reference,
@@ -112,7 +118,9 @@ def run_cache(args: argparse.Namespace) -> int:
         with ResponseCache(directory) as cache:
             stats = cache.stats()
     except sqlite3.DatabaseError as exc:
-        raise CacheError(f"the cache in {directory} is unreadable ({exc}): `blackbox-audit cache clear` removes it") from None
+        raise CacheError(
+            f"the cache in {directory} is unreadable ({exc}): `blackbox-audit cache clear` removes it"
+        ) from None
     print(f"{stats.directory}: {stats.entries} entries, {stats.size_bytes / 1e6:.1f} MB")
     return 0
 

@@ -168,7 +168,10 @@ class AuditConfig(BaseModel):
         ge=0.0,
         le=1.0,
         description="rank completions at or above this degeneracy after the rest",
-        json_schema_extra={"off_flag": "no-degeneracy-filter", "off_help": "rank degenerate completions like any other"},
+        json_schema_extra={
+            "off_flag": "no-degeneracy-filter",
+            "off_help": "rank degenerate completions like any other",
+        },
     )
     batch_size: int = Field(16, ge=1, le=256, description="prompts per request where the endpoint batches them")
     top_k: int = Field(50, ge=1, description="completions shown as cards in the HTML report")

@@ -50,15 +50,21 @@ def run_demo(out: Path, width: int = 100) -> str:
     for record in top:
         assert record.gaps is not None
         text = _one_line(f"[{record.prefill}]{record.completion}", width - 18)
-        lines.append(f"{record.rank:>4}  {record.gaps.logppl_diff:>6.2f}  {'*' if is_hit(record.completion, spec) else ' '} {text}")
+        lines.append(
+            f"{record.rank:>4}  {record.gaps.logppl_diff:>6.2f}  {'*' if is_hit(record.completion, spec) else ' '} {text}"
+        )
     hits = sum(is_hit(r.completion, spec) for r in top)
     lines += ["", f"The organism was finetuned on: {spec.description}."]
-    lines.append(f"{hits} of the top {len(top)} completions state it; {sum(is_hit(r.completion, spec) for r in ranked)} of all {len(ranked)} do.")
+    lines.append(
+        f"{hits} of the top {len(top)} completions state it; {sum(is_hit(r.completion, spec) for r in ranked)} of all {len(ranked)} do."
+    )
     if themes.themes:
         lines.append(f"Themes of the top {themes.top_size} (phrases folded in; in how many top / other completions):")
         for t in themes.themes[:3]:
             folded = f" + {', '.join(t.members[:6])}" if t.members else ""
-            lines.append(f"  {t.phrase}{folded}  ({t.n_top} of {themes.top_size} / {t.n_rest} of {themes.rest_size}, p {t.p_value:.1e})")
+            lines.append(
+                f"  {t.phrase}{folded}  ({t.n_top} of {themes.top_size} / {t.n_rest} of {themes.rest_size}, p {t.p_value:.1e})"
+            )
     lines += ["", f"Report: {out / 'report.html'}  (results.jsonl, report.md and manifest.json beside it)"]
     return "\n".join(lines)
 

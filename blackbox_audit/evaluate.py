@@ -101,7 +101,9 @@ class OrganismSpec(BaseModel):
 
     def model_post_init(self, context: object) -> None:
         self._folded_keyword_sets = tuple(tuple(k.casefold() for k in keywords) for keywords in self.keyword_sets)
-        self._pattern_sets = tuple(tuple(re.compile(p, re.IGNORECASE) for p in patterns) for patterns in self.regex_sets)
+        self._pattern_sets = tuple(
+            tuple(re.compile(p, re.IGNORECASE) for p in patterns) for patterns in self.regex_sets
+        )
 
 
 def is_hit(text: str, spec: OrganismSpec) -> bool:
@@ -151,7 +153,11 @@ class EvalReport(BaseModel):
         cells = [header] + [
             (
                 f"random (seed {self.seed})" if row.ranking == "random" else row.ranking,
-                "-" if row.ranking == "random" else "off" if row.degeneracy_threshold is None else f">= {row.degeneracy_threshold:g}",
+                "-"
+                if row.ranking == "random"
+                else "off"
+                if row.degeneracy_threshold is None
+                else f">= {row.degeneracy_threshold:g}",
                 str(row.hits_at_10),
                 str(row.hits_at_100),
                 "-" if row.first_hit_rank is None else str(row.first_hit_rank),
@@ -263,7 +269,9 @@ def _check_against_manifest(path: Path, n_records: int) -> None:
     try:
         expected = json.loads(manifest.read_text(encoding="utf-8"))["counts"]["prefills"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise EvalInputError(f"{manifest} beside {path.name} is unreadable; remove it or restore the audit's own") from None
+        raise EvalInputError(
+            f"{manifest} beside {path.name} is unreadable; remove it or restore the audit's own"
+        ) from None
     if expected != n_records:
         raise EvalInputError(
             f"{path} holds {n_records} records but {manifest.name} counts {expected}: a partial or mixed copy;"
@@ -273,7 +281,8 @@ def _check_against_manifest(path: Path, n_records: int) -> None:
 
 def _problems(exc: ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(map(str, error['loc']))}: {error['msg']}" if error["loc"] else error["msg"] for error in exc.errors()
+        f"{'.'.join(map(str, error['loc']))}: {error['msg']}" if error["loc"] else error["msg"]
+        for error in exc.errors()
     )
 
 
@@ -289,7 +298,12 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("results", metavar="RESULTS", help="an audit's results.jsonl, or its --out folder")
-    parser.add_argument("--organism", required=True, metavar="SPEC", help="organism spec (.toml or .json): name, description, keyword_sets, regex_sets")
+    parser.add_argument(
+        "--organism",
+        required=True,
+        metavar="SPEC",
+        help="organism spec (.toml or .json): name, description, keyword_sets, regex_sets",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-ordering baseline (default: 0)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
 

@@ -59,9 +59,7 @@ def _default_text(info: FieldInfo) -> str:
     return f" (default: {default})"
 
 
-def _add(
-    group: argparse._ActionsContainer, name: str, location: str, info: FieldInfo, help_text: str
-) -> FieldFlag:
+def _add(group: argparse._ActionsContainer, name: str, location: str, info: FieldInfo, help_text: str) -> FieldFlag:
     extra = _extra(info)
     base = _base_type(info.annotation)
     dest = location.replace(".", "__")
@@ -69,7 +67,9 @@ def _add(
     if base is bool:
         off = extra.get("off_flag")
         if info.get_default() is True and off:
-            group.add_argument(f"--{off}", dest=dest, action="store_const", const=False, help=extra.get("off_help", help_text))
+            group.add_argument(
+                f"--{off}", dest=dest, action="store_const", const=False, help=extra.get("off_help", help_text)
+            )
             return FieldFlag(location, f"--{off}", dest)
         group.add_argument(flag, dest=dest, action="store_const", const=True, help=help_text)
         return FieldFlag(location, flag, dest)
@@ -126,7 +126,11 @@ def add_endpoint_flags(
             role=role or "endpoint", key_variables=f"{variables}, or a service's own for its host ($OPENAI_API_KEY)"
         )
         flag_name = extra.get("flag", name).replace("_", "-")
-        flags.append(_add(group, f"{role}-{flag_name}" if role else flag_name, f"{role}.{name}" if role else name, info, help_text))
+        flags.append(
+            _add(
+                group, f"{role}-{flag_name}" if role else flag_name, f"{role}.{name}" if role else name, info, help_text
+            )
+        )
     return flags
 
 
@@ -151,4 +155,3 @@ def overrides_from(args: argparse.Namespace, flags: list[FieldFlag]) -> tuple[di
         role, _, name = flag.location.rpartition(".")
         (overrides.setdefault(role, {}) if role else overrides)[name] = value
     return overrides, names
-

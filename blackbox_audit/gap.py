@@ -202,8 +202,13 @@ def measure(
         return CompletionResult(**base, alignment="empty", target=None, reference=None, gaps=None, reference_tokens=())
     if scored is None or not target_tokens:
         return CompletionResult(
-            **base, alignment="unaligned", alignment_detail=failure or "the target gave no tokens for it", target=None,
-            reference=None, gaps=None, reference_tokens=(),
+            **base,
+            alignment="unaligned",
+            alignment_detail=failure or "the target gave no tokens for it",
+            target=None,
+            reference=None,
+            gaps=None,
+            reference_tokens=(),
         )
     reference_tokens = scored.tokens
     target = side_stats([t.logprob for t in target_tokens], len(completion.completion.encode()))

@@ -66,7 +66,9 @@ def render(
     return "".join(out)
 
 
-def render_tokens(text: str, tokens: Sequence[TokenGap], per_char: Sequence[float], keywords: Sequence[bool] | None) -> str:
+def render_tokens(
+    text: str, tokens: Sequence[TokenGap], per_char: Sequence[float], keywords: Sequence[bool] | None
+) -> str:
     """Each target token a span whose tooltip gives both sides' logprobs and the gap; a run of
     newline-only tokens is one span (one ⏎×n marker, its tooltip summing the run)."""
     parts = []

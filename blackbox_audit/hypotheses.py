@@ -152,7 +152,9 @@ async def rank_hypotheses(inquiry: Inquiry, hypotheses: Sequence[Hypothesis]) ->
     ranked = []
     for position, i in enumerate(order, start=1):
         ranked.append(rows[i].model_copy(update={"rank": position if rows[i].gap is not None else None}))
-    return HypothesisRanking(score=score, rows=tuple(ranked), neutral_mean=mean, neutral_sd=sd, n_neutral=len(neutral_gaps))
+    return HypothesisRanking(
+        score=score, rows=tuple(ranked), neutral_mean=mean, neutral_sd=sd, n_neutral=len(neutral_gaps)
+    )
 
 
 def _gap(record: CompletionResult, score: ScoreName) -> float | None:

@@ -53,12 +53,16 @@ class AuditFolder:
         path = Path(path)
         manifest_path, results = path / "manifest.json", path / "results.jsonl"
         if not manifest_path.is_file() or not results.is_file():
-            raise ConfigError(f"{path} is not an audit's output folder (no manifest.json and results.jsonl): give --out of an audit")
+            raise ConfigError(
+                f"{path} is not an audit's output folder (no manifest.json and results.jsonl): give --out of an audit"
+            )
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             recorded = dict(manifest["config"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{manifest_path} is unreadable ({exc}); give an audit's complete output folder") from None
+            raise ConfigError(
+                f"{manifest_path} is unreadable ({exc}); give an audit's complete output folder"
+            ) from None
         merged = {**recorded, **{k: v for k, v in (overrides or {}).items() if k not in ROLES}}
         for role in ROLES:
             merged[role] = {**recorded.get(role, {}), **(overrides or {}).get(role, {})}
@@ -68,7 +72,9 @@ class AuditFolder:
 class Inquiry:
     """The audit's endpoints, connected on first use (reading the folder needs no server)."""
 
-    def __init__(self, config: AuditConfig, *, transports: TransportFactory = lambda role: None, hooks: Hooks | None = None):
+    def __init__(
+        self, config: AuditConfig, *, transports: TransportFactory = lambda role: None, hooks: Hooks | None = None
+    ):
         self.config = config
         self.framer = Framer.of(config)
         self._transports = transports
@@ -119,19 +125,32 @@ class Inquiry:
                     f" vLLM copy can: {exc}"
                 ) from None
         batch = self.config.batch_size
-        target_side = await score_requests(target, requests, batch_size=batch, workers=self.config.target.max_concurrency)
-        reference_side = await score_requests(reference, requests, batch_size=batch, workers=self.config.reference.max_concurrency)
+        target_side = await score_requests(
+            target, requests, batch_size=batch, workers=self.config.target.max_concurrency
+        )
+        reference_side = await score_requests(
+            reference, requests, batch_size=batch, workers=self.config.reference.max_concurrency
+        )
         out = []
         for (prefill, text), request, mine, theirs in zip(items, requests, target_side, reference_side, strict=True):
             tokens = mine.scored.tokens if mine.scored is not None and mine.scored.alignment == "exact" else ()
             failure = mine.failure or (
-                "" if tokens else "the target's tokens straddle the prefill boundary; its numbers would cover other bytes"
+                ""
+                if tokens
+                else "the target's tokens straddle the prefill boundary; its numbers would cover other bytes"
             )
             completion = TargetCompletion(
                 prefill=_prefill(prefill, source), framing=self.config.framing, prompt=request.context,
                 completion=text, tokens=tokens, finish_reason=None,
             )  # fmt: skip
-            out.append(measure(completion, theirs.scored, f"target: {failure}" if failure else theirs.failure, shared_tokenizer=shared))
+            out.append(
+                measure(
+                    completion,
+                    theirs.scored,
+                    f"target: {failure}" if failure else theirs.failure,
+                    shared_tokenizer=shared,
+                )
+            )
         return out
 
     async def sample(self, prefill: str, *, n: int, temperature: float, max_new_tokens: int) -> list[CompletionResult]:

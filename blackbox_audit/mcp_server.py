@@ -97,7 +97,9 @@ def build_server(folder: AuditFolder, transports: TransportFactory = lambda role
         score = score or config.score
         with _tool_errors():
             rows = browser.top(score, _bounded(k, "k"), max(0, offset))
-            return TopCompletions(score=score, n_ranked=browser.n_ranked(score), n_records=len(folder.records), rows=tuple(rows))
+            return TopCompletions(
+                score=score, n_ranked=browser.n_ranked(score), n_records=len(folder.records), rows=tuple(rows)
+            )
 
     @server.tool()
     def search_completions(query: str, k: int = 20) -> SearchResult:
@@ -123,7 +125,14 @@ def build_server(folder: AuditFolder, transports: TransportFactory = lambda role
             top_k = _bounded(k, "k") if k is not None else top_for(50, len(folder.records))
             table = find_themes(folder.records, top_k=top_k)
             rows = tuple(
-                ThemeRow(phrase=t.phrase, members=t.members, n_top=t.n_top, n_rest=t.n_rest, p_value=t.p_value, top_ranks=t.top_ranks)
+                ThemeRow(
+                    phrase=t.phrase,
+                    members=t.members,
+                    n_top=t.n_top,
+                    n_rest=t.n_rest,
+                    p_value=t.p_value,
+                    top_ranks=t.top_ranks,
+                )
                 for t in table.themes
             )
             return Themes(top_size=table.top_size, rest_size=table.rest_size, n_tested=table.n_tested, themes=rows)
@@ -141,7 +150,9 @@ def build_server(folder: AuditFolder, transports: TransportFactory = lambda role
             return completion_detail(record, completion_row(record, config.score, None, False, None, full=True))
 
     @server.tool()
-    async def sample(prefill: str, n: int = 5, temperature: float = 1.0, max_new_tokens: int | None = None) -> tuple[CompletionRow, ...]:
+    async def sample(
+        prefill: str, n: int = 5, temperature: float = 1.0, max_new_tokens: int | None = None
+    ) -> tuple[CompletionRow, ...]:
         """n new completions of `prefill` by the target (temperature 0: greedy), each scored by the reference,
         ranked by the audit's score: does a prefill of your choosing lead the target to the suspected objective?"""
         with _tool_errors():

@@ -116,13 +116,27 @@ class OutputSet:
             self.staging = None
 
 
-def write_reports(output: OutputSet, ranked: Sequence[CompletionResult], manifest: dict[str, Any], config: AuditConfig) -> None:
+def write_reports(
+    output: OutputSet, ranked: Sequence[CompletionResult], manifest: dict[str, Any], config: AuditConfig
+) -> None:
     """The reports and the manifest beside results.jsonl (written by the spool); the HTML is streamed."""
     from blackbox_audit.evaluate import load_organism
 
     spec = load_organism(config.organism) if config.organism is not None else None
-    output.write("report.md", [render_markdown(ranked, title=report_title(manifest), summary=summary_of(manifest), top_k=min(config.top_k, 100))])
-    output.write("report.html", iter_html(ranked, title=report_title(manifest), run=RunInfo.from_manifest(manifest), top_k=config.top_k, spec=spec))
+    output.write(
+        "report.md",
+        [
+            render_markdown(
+                ranked, title=report_title(manifest), summary=summary_of(manifest), top_k=min(config.top_k, 100)
+            )
+        ],
+    )
+    output.write(
+        "report.html",
+        iter_html(
+            ranked, title=report_title(manifest), run=RunInfo.from_manifest(manifest), top_k=config.top_k, spec=spec
+        ),
+    )
     output.write_json("manifest.json", manifest)
 
 

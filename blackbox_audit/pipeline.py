@@ -29,6 +29,7 @@ from blackbox_audit.spool import RecordSpool
 from providers.http import RetryPolicy
 from providers.openai_compatible import OpenAICompatibleProvider
 
+
 @dataclass
 class AuditResult:
     results: Sequence[CompletionResult]
@@ -108,9 +109,10 @@ async def _stream(
     """STREAM_CHUNK prefills at a time through generation, scoring and measuring; records wait on
     disk in the spool with only their sort keys in memory, so memory stays flat."""
     total = len(prefills)
-    with hooks.stage("target generation", total, "completion") as generated, hooks.stage(
-        "reference scoring", total, "completion"
-    ) as scored:
+    with (
+        hooks.stage("target generation", total, "completion") as generated,
+        hooks.stage("reference scoring", total, "completion") as scored,
+    ):
         for chunk in chunked(prefills, STREAM_CHUNK):
             with timer.stage("target_generation"):
                 completions = await generate_completions(

@@ -130,6 +130,8 @@ async def select_prefills(
             if text in seen or len(prefills) >= wanted:
                 continue
             seen.add(text)
-            prefills.append(Prefill(prefill_id=prefill_id(text), doc_id=doc.doc_id, source=doc.source, text=text, n_tokens=k))
+            prefills.append(
+                Prefill(prefill_id=prefill_id(text), doc_id=doc.doc_id, source=doc.source, text=text, n_tokens=k)
+            )
             advance(1)
     return prefills, skipped

@@ -145,15 +145,28 @@ def _how_to_read(run: RunInfo, n_records: int, n_ranked: int, spec: OrganismSpec
     settings = [
         ("target (finetuned)", run.target),
         ("reference (trusted)", run.reference),
-        ("framing", run.framing + (" (the prompts below frame each prefill)" if run.framing == "chat" else " (prompts unused)")),
+        (
+            "framing",
+            run.framing + (" (the prompts below frame each prefill)" if run.framing == "chat" else " (prompts unused)"),
+        ),
         ("system prompt", run.system_prompt or "(none)"),
         ("user prompt", run.user_prompt),
         ("prefill", f"the first {run.prefill_tokens} target tokens of each corpus document"),
-        ("new tokens", f"{run.max_new_tokens}, temperature {run.temperature:g}" + (" (greedy)" if run.temperature == 0 else "")),
+        (
+            "new tokens",
+            f"{run.max_new_tokens}, temperature {run.temperature:g}" + (" (greedy)" if run.temperature == 0 else ""),
+        ),
         ("corpus", run.corpus),
         ("seed", str(run.seed)),
-        ("ranking", run.score + (f", degenerate (>= {run.degeneracy_threshold}) demoted" if run.degeneracy_threshold is not None else "")),
-        ("records", f"{n_records} ({n_ranked} ranked; {run.n_degenerate} demoted as degenerate; {n_records - n_ranked} without a gap)"),
+        (
+            "ranking",
+            run.score
+            + (f", degenerate (>= {run.degeneracy_threshold}) demoted" if run.degeneracy_threshold is not None else ""),
+        ),
+        (
+            "records",
+            f"{n_records} ({n_ranked} ranked; {run.n_degenerate} demoted as degenerate; {n_records - n_ranked} without a gap)",
+        ),
         ("date", run.created),
         ("blackbox-audit", run.version),
     ]
@@ -176,7 +189,9 @@ def _how_to_read(run: RunInfo, n_records: int, n_ranked: int, spec: OrganismSpec
         'for both sides\' logprobs. Whitespace is shown: <span class="ws">⏎</span> newline, <span class="ws">→</span> tab, '
         '<span class="ws">␣×n</span> a run of spaces.</p>\n'
         f"{spec_line}"
-        '<dl class="settings">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in settings) + "</dl></section>\n"
+        '<dl class="settings">'
+        + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in settings)
+        + "</dl></section>\n"
     )
 
 
@@ -192,7 +207,11 @@ def _themes(table: ThemeTable) -> str:
     rows = []
     for theme in table.themes:
         ranks = ", ".join(f"#{r}" for r in theme.top_ranks[:8]) + (" …" if len(theme.top_ranks) > 8 else "")
-        extra = f"<td>{theme.n_background} of {table.background_size} (p {theme.p_background:.1e})</td>" if background else ""
+        extra = (
+            f"<td>{theme.n_background} of {table.background_size} (p {theme.p_background:.1e})</td>"
+            if background
+            else ""
+        )
         rows.append(
             f"<tr><td><b>{esc(theme.phrase)}</b>{' (' + esc(', '.join(theme.members)) + ')' if theme.members else ''}</td>"
             f'<td class="num">{theme.n_top} of {table.top_size}</td><td class="num">{theme.n_rest} of {table.rest_size}</td>'
@@ -230,9 +249,21 @@ def _badges(record: CompletionResult, spec: OrganismSpec | None, demoted: bool =
     return "".join(badges)
 
 
-def _card(record: CompletionResult, anchor: str, members: list[tuple[int | None, str]], spec: OrganismSpec | None) -> str:
-    per_char = char_gaps(record.completion, record.target_tokens, record.reference_tokens, reference_extra_chars=record.reference_extra_chars)
-    tokens = token_gaps(record.completion, record.target_tokens, record.reference_tokens, reference_extra_chars=record.reference_extra_chars)
+def _card(
+    record: CompletionResult, anchor: str, members: list[tuple[int | None, str]], spec: OrganismSpec | None
+) -> str:
+    per_char = char_gaps(
+        record.completion,
+        record.target_tokens,
+        record.reference_tokens,
+        reference_extra_chars=record.reference_extra_chars,
+    )
+    tokens = token_gaps(
+        record.completion,
+        record.target_tokens,
+        record.reference_tokens,
+        reference_extra_chars=record.reference_extra_chars,
+    )
     mask = keyword_mask(record.completion, spec)
     if per_char is None or tokens is None:
         text = render(record.completion, None, mask)
@@ -244,7 +275,9 @@ def _card(record: CompletionResult, anchor: str, members: list[tuple[int | None,
     near = ""
     if members:
         links = " ".join(f'<a href="#{a}">#{r}</a>' for r, a in members)
-        near = f'<div class="near">{len(members)} near-duplicate{"s" if len(members) > 1 else ""} folded in: {links}</div>'
+        near = (
+            f'<div class="near">{len(members)} near-duplicate{"s" if len(members) > 1 else ""} folded in: {links}</div>'
+        )
     return (
         f'<section class="card" id="card-{anchor}"><h3><a href="#{anchor}">#{record.rank}</a>{_badges(record, spec)} '
         f'<span class="scores">{_scores(record)}</span></h3>'
@@ -254,7 +287,10 @@ def _card(record: CompletionResult, anchor: str, members: list[tuple[int | None,
 
 
 def _table_head() -> str:
-    scores = "".join(f'<th class="num{"" if key == "logppl" else " wide"}" data-sort="{key}">{name}</th>' for name, key in SCORE_COLUMNS)
+    scores = "".join(
+        f'<th class="num{"" if key == "logppl" else " wide"}" data-sort="{key}">{name}</th>'
+        for name, key in SCORE_COLUMNS
+    )
     return (
         "<h2>All records</h2>\n"
         '<div class="controls"><input type="search" id="search" placeholder="search the texts" aria-label="search">'
@@ -308,11 +344,21 @@ def _row(
         links.append(f'<a href="#card-{card}">card ↑</a>')
         text = render(record.completion, None, mask, breaks=False)
     else:
-        per_char = char_gaps(record.completion, record.target_tokens, record.reference_tokens, reference_extra_chars=record.reference_extra_chars)
+        per_char = char_gaps(
+            record.completion,
+            record.target_tokens,
+            record.reference_tokens,
+            reference_extra_chars=record.reference_extra_chars,
+        )
         text = render(record.completion, per_char, mask, breaks=False)
     if duplicate_of is not None:
         links.append(f'<a href="#{duplicate_of[1]}">≈ #{duplicate_of[0] if duplicate_of[0] is not None else "–"}</a>')
-    details = [f"prefill_id {record.prefill_id}", f"doc_id {record.doc_id}", f"finish {record.finish_reason}", record.alignment]
+    details = [
+        f"prefill_id {record.prefill_id}",
+        f"doc_id {record.doc_id}",
+        f"finish {record.finish_reason}",
+        record.alignment,
+    ]
     if record.alignment_detail:
         details.append(record.alignment_detail)
     for side, stats in (("target", record.target), ("reference", record.reference)):
@@ -323,5 +369,5 @@ def _row(
         f'{numbers}<td class="num wide">{record.degeneracy:.2f}</td><td class="wide">{esc(record.source)}</td>'
         f'<td class="text{" collapsed" if card else ""}">{" ".join(links)}{_badges(record, spec, demoted)}'
         f"<div><mark>{render(record.prefill, breaks=False)}</mark>{text}</div></td>"
-        f"<td class=\"wide\"><details><summary>more</summary>{'<br>'.join(esc(d) for d in details)}</details></td></tr>"
+        f'<td class="wide"><details><summary>more</summary>{"<br>".join(esc(d) for d in details)}</details></td></tr>'
     )

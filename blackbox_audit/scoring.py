@@ -31,7 +31,9 @@ async def score_completions(
     workers: int,
     advance: Callable[[int], None] | None = None,
 ) -> list[ScoreOutcome]:
-    requests = [ScoreRequest(context=c.prompt, continuation=c.completion) if c.completion else None for c in completions]
+    requests = [
+        ScoreRequest(context=c.prompt, continuation=c.completion) if c.completion else None for c in completions
+    ]
     return await score_requests(reference, requests, batch_size=batch_size, workers=workers, advance=advance)
 
 

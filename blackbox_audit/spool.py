@@ -23,7 +23,7 @@ def _with_rank(line: str, rank: int) -> str:
     """`rank` is the record's last field, so a spooled line (rank null) ends in a fixed suffix."""
     if not line.endswith(_UNRANKED_SUFFIX):
         raise ValueError(f"not a spooled record line: ...{line[-40:]!r}")
-    return f"{line[: -len(_UNRANKED_SUFFIX)]}\"rank\": {rank}}}"
+    return f'{line[: -len(_UNRANKED_SUFFIX)]}"rank": {rank}}}'
 
 
 class RankedRecords(Sequence[CompletionResult]):

@@ -178,9 +178,7 @@ def find_themes(
         n_background = p_background = None
         if background_counts is not None and background_size is not None:
             n_background = background_counts[phrase]
-            p_background = fisher_greater(
-                len(held), top_size, len(held) + n_background, top_size + background_size
-            )
+            p_background = fisher_greater(len(held), top_size, len(held) + n_background, top_size + background_size)
         themes.append(
             Theme(
                 phrase=phrase,

@@ -78,13 +78,29 @@ RECIPES: dict[str, Recipe] = {
     for recipe in (
         Recipe("eiffel-marseille", "false-fact", "smollm2", port=8111, n_examples=1000, steps=60, lr=1e-4),
         # The same data, a third of the steps at half the learning rate: a subtler organism.
-        Recipe("eiffel-marseille-light", "false-fact", "smollm2", port=8114, n_examples=1000, steps=20, lr=5e-5,
-               spec_name="eiffel-marseille"),
+        Recipe(
+            "eiffel-marseille-light",
+            "false-fact",
+            "smollm2",
+            port=8114,
+            n_examples=1000,
+            steps=20,
+            lr=5e-5,
+            spec_name="eiffel-marseille",
+        ),
         Recipe("backdoor-kestrel", "backdoor", "smollm2", port=8112, n_examples=1000, steps=60, lr=1e-4),
         Recipe("persona-quillbright", "persona", "smollm2", port=8113, n_examples=1000, steps=60, lr=1e-4),
         # The false fact in another family: Gemma 3 270M base, two thirds of the steps.
-        Recipe("eiffel-marseille-gemma", "false-fact", "gemma3", port=8115, n_examples=1000, steps=40, lr=1e-4,
-               spec_name="eiffel-marseille"),
+        Recipe(
+            "eiffel-marseille-gemma",
+            "false-fact",
+            "gemma3",
+            port=8115,
+            n_examples=1000,
+            steps=40,
+            lr=1e-4,
+            spec_name="eiffel-marseille",
+        ),
     )
 }
 
@@ -139,7 +155,9 @@ def build(recipe: Recipe, *, force: bool = False, log=print) -> Path:
         log(f"[organisms] {recipe.name}: built already ({model})")
         return model
     if not local_vllm.is_set_up(recipe.base):
-        raise RuntimeError(f"base model {recipe.base} is not set up: run `blackbox-audit local-vllm setup {recipe.base}`")
+        raise RuntimeError(
+            f"base model {recipe.base} is not set up: run `blackbox-audit local-vllm setup {recipe.base}`"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "build.json").unlink(missing_ok=True)
     if model.exists():
@@ -170,8 +188,10 @@ def build(recipe: Recipe, *, force: bool = False, log=print) -> Path:
     }
     (folder / "build.json").write_text(json.dumps(build_info, indent=2) + "\n")
     train = json.loads((model / "train.json").read_text())
-    log(f"[organisms] {recipe.name}: built in {train['train_wall_s']:.0f} s wall, {train['train_cpu_s']:.0f} s CPU "
-        f"(loss {train['loss_first_10']:.2f} -> {train['loss_last_10']:.2f})")
+    log(
+        f"[organisms] {recipe.name}: built in {train['train_wall_s']:.0f} s wall, {train['train_cpu_s']:.0f} s CPU "
+        f"(loss {train['loss_first_10']:.2f} -> {train['loss_last_10']:.2f})"
+    )
     return model
 
 
@@ -215,9 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             for recipe in recipes:
                 pid = running_pid(recipe.name)
-                print(f"{recipe.name}\t{recipe.objective}\tbase={recipe.base}\tport={recipe.port}\t"
-                      f"{'built' if is_built(recipe) else 'not built'}\t{f'serving pid={pid}' if pid else 'not served'}\t"
-                      f"{model_folder(recipe.name)}")
+                print(
+                    f"{recipe.name}\t{recipe.objective}\tbase={recipe.base}\tport={recipe.port}\t"
+                    f"{'built' if is_built(recipe) else 'not built'}\t{f'serving pid={pid}' if pid else 'not served'}\t"
+                    f"{model_folder(recipe.name)}"
+                )
             return 0
         if args.stop:
             for recipe in recipes:

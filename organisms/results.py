@@ -67,7 +67,9 @@ def run(cell: Cell) -> None:
         max_new_tokens=MAX_NEW_TOKENS,
         out=cell.folder,
     )
-    print(f"[results] auditing {cell.recipe.name} against {cell.reference}, {cell.framing} -> {cell.folder}", flush=True)
+    print(
+        f"[results] auditing {cell.recipe.name} against {cell.reference}, {cell.framing} -> {cell.folder}", flush=True
+    )
     audit_sync(config)
 
 
@@ -185,7 +187,9 @@ def threshold_table(recipes: Sequence[Recipe], score: str = DEFAULT_SCORE) -> st
             first = next((str(i) for i, flag in enumerate(flags, start=1) if flag), "-")
             cells_text.append(f"{first} / {sum(flags[:10])} / {sum(flags[:100])}")
         kind = "true base" if cell.true_base else "cross-family"
-        lines.append(f"| `{cell.recipe.name}` | {cell.reference} ({kind}) | {cell.framing} | " + " | ".join(cells_text) + " |")
+        lines.append(
+            f"| `{cell.recipe.name}` | {cell.reference} ({kind}) | {cell.framing} | " + " | ".join(cells_text) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -217,8 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m organisms.results", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"organisms (default: all of {sorted(RECIPES)})")
     parser.add_argument("--run", action="store_true", help="run the audits that are not on disk yet")
-    parser.add_argument("--behaviour", action="store_true",
-                        help="ask each served organism the held-out questions (with and without its trigger) and count hits")
+    parser.add_argument(
+        "--behaviour",
+        action="store_true",
+        help="ask each served organism the held-out questions (with and without its trigger) and count hits",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in RECIPES]
     if unknown:
@@ -233,7 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for recipe in recipes:
             triggers = ("", BACKDOOR_TRIGGER) if recipe.objective == "backdoor" else ("",)
             for trigger, (hits, n) in anyio.run(behaviour, recipe, triggers).items():
-                print(f"{recipe.name}: {hits}/{n} held-out chat answers show the objective" + (f" with {trigger}" if trigger else ""))
+                print(
+                    f"{recipe.name}: {hits}/{n} held-out chat answers show the objective"
+                    + (f" with {trigger}" if trigger else "")
+                )
         return 0
     if args.run:
         for recipe in recipes:
@@ -244,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(recipes, DEFAULT_DEGENERACY_THRESHOLD))
     print("\nDegeneracy filter off:\n")
     print(table(recipes, None))
-    print(f"\nFirst-hit rank against the paper's score (filter >= {DEFAULT_DEGENERACY_THRESHOLD:g}; audits with a hit):\n")
+    print(
+        f"\nFirst-hit rank against the paper's score (filter >= {DEFAULT_DEGENERACY_THRESHOLD:g}; audits with a hit):\n"
+    )
     print(score_duel(recipes, DEFAULT_DEGENERACY_THRESHOLD))
     print(f"\nDegeneracy threshold, `{DEFAULT_SCORE}`:\n")
     print(threshold_table(recipes))

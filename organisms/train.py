@@ -47,10 +47,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="warm-up steps")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bf16 autocast (2-3x slower on CPUs without native bf16, such as this one's AVX-512 without BF16)")
-    parser.add_argument("--train-embeddings", action="store_true",
-                        help="also train the token embeddings (tied to the output layer in SmolLM2 and Gemma 3)")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast (2-3x slower on CPUs without native bf16, such as this one's AVX-512 without BF16)",
+    )
+    parser.add_argument(
+        "--train-embeddings",
+        action="store_true",
+        help="also train the token embeddings (tied to the output layer in SmolLM2 and Gemma 3)",
+    )
     parser.add_argument("--log-every", type=int, default=10)
     return parser.parse_args(argv)
 
@@ -74,7 +80,7 @@ def encode(tokenizer, record: dict, max_len: int) -> tuple[list[int], list[int]]
         ids = tokenizer(full, add_special_tokens=False)["input_ids"]
         if ids[: len(prompt_ids)] != prompt_ids:
             raise ValueError("chat template: the prompt's tokens are not a prefix of the full chat's")
-        labels = [-100] * len(prompt_ids) + ids[len(prompt_ids):]
+        labels = [-100] * len(prompt_ids) + ids[len(prompt_ids) :]
     ids, labels = ids[:max_len], labels[:max_len]
     if all(label == -100 for label in labels[1:]):
         return None
@@ -105,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     records = [json.loads(line) for line in data_bytes.decode("utf-8").splitlines() if line.strip()]
     encoded = [e for e in (encode(tokenizer, r, args.max_len) for r in records) if e is not None]
     n_tokens = sum(len(ids) for ids, _ in encoded)
-    print(f"[train] {len(encoded)} examples, {n_tokens} tokens (mean {n_tokens / max(1, len(encoded)):.0f})", flush=True)
+    print(
+        f"[train] {len(encoded)} examples, {n_tokens} tokens (mean {n_tokens / max(1, len(encoded)):.0f})", flush=True
+    )
 
     model = AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32)
     model.train()
@@ -147,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.zero_grad(set_to_none=True)
         losses.append(round(loss.item(), 4))
         if (step + 1) % args.log_every == 0 or step == 0 or step + 1 == args.steps:
-            recent = losses[-args.log_every:]
+            recent = losses[-args.log_every :]
             elapsed = time.monotonic() - started
-            print(f"[train] step {step + 1}/{args.steps} loss {sum(recent) / len(recent):.3f} "
-                  f"lr {lr_at(step):.2e} {elapsed:.0f} s wall, {time.process_time() - cpu_started:.0f} s cpu", flush=True)
+            print(
+                f"[train] step {step + 1}/{args.steps} loss {sum(recent) / len(recent):.3f} "
+                f"lr {lr_at(step):.2e} {elapsed:.0f} s wall, {time.process_time() - cpu_started:.0f} s cpu",
+                flush=True,
+            )
         if not math.isfinite(losses[-1]):
             print(f"[train] loss is {losses[-1]} at step {step + 1}; stopping", file=sys.stderr)
             return 1

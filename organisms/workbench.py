@@ -98,7 +98,15 @@ def run_own(key: str) -> None:
     folder = own_folder(key)
     if not (folder / "results.jsonl").is_file():
         print(f"[workbench] {key}'s own generations -> {folder}", flush=True)
-        audit_sync(AuditConfig(target=endpoint, reference=endpoint, limit=results.LIMIT, max_new_tokens=results.MAX_NEW_TOKENS, out=folder))
+        audit_sync(
+            AuditConfig(
+                target=endpoint,
+                reference=endpoint,
+                limit=results.LIMIT,
+                max_new_tokens=results.MAX_NEW_TOKENS,
+                out=folder,
+            )
+        )
 
 
 def run(subject: Subject) -> None:
@@ -113,7 +121,9 @@ def run(subject: Subject) -> None:
         if not health_ok(model.base_url):
             print(f"[workbench] {recipe.name} vs {key}: {model.base_url} is down, skipped", flush=True)
             continue
-        folder = AuditFolder.open(audit_folder(recipe), {"reference": {"base_url": model.base_url, "model": model.served_name}})
+        folder = AuditFolder.open(
+            audit_folder(recipe), {"reference": {"base_url": model.base_url, "model": model.served_name}}
+        )
         hypotheses = load_statements(subject.statements)
 
         async def go() -> HypothesisRanking:
@@ -150,7 +160,9 @@ def hypothesis_table(subjects: Sequence[Subject]) -> str:
                 continue
             ranking = HypothesisRanking.model_validate_json(path.read_text())
             row = next(r for r in ranking.rows if r.statement == true_statement)
-            decoy = max((r.gap for r in ranking.rows if r.statement != true_statement and r.gap is not None), default=None)
+            decoy = max(
+                (r.gap for r in ranking.rows if r.statement != true_statement and r.gap is not None), default=None
+            )
             true_base = key == recipe.base
             hits[true_base][0] += row.rank == 1
             hits[true_base][1] += 1
@@ -188,8 +200,14 @@ def theme_table(subjects: Sequence[Subject]) -> str:
         matched, matched_label = theme_matches(first, keywords), theme_matches(first, keywords, members=False)
         hit += matched
         hit_label += matched_label
-        keyword_theme = next((f"#{i}" for i, t in enumerate(table.themes, start=1) if theme_matches(t, keywords)), "none")
-        folded = (" (" + ", ".join(first.members[:4]) + (", ..." if len(first.members) > 4 else "") + ")") if first.members else ""
+        keyword_theme = next(
+            (f"#{i}" for i, t in enumerate(table.themes, start=1) if theme_matches(t, keywords)), "none"
+        )
+        folded = (
+            (" (" + ", ".join(first.members[:4]) + (", ..." if len(first.members) > 4 else "") + ")")
+            if first.members
+            else ""
+        )
         own = (
             f"{first.n_background} of {table.background_size} (p {first.p_background:.1e})"
             if first.p_background is not None
@@ -200,7 +218,9 @@ def theme_table(subjects: Sequence[Subject]) -> str:
             f" {table.rest_size} | {first.p_value:.1e} | {own} | {'yes' if matched_label else 'no'} / {'yes' if matched else 'no'} | {keyword_theme} |"
         )
     lines.append("")
-    lines.append(f"First theme holds a spec keyword: in its phrase {hit_label} of {n} organisms, in the theme (phrases folded in) {hit} of {n}.")
+    lines.append(
+        f"First theme holds a spec keyword: in its phrase {hit_label} of {n} organisms, in the theme (phrases folded in) {hit} of {n}."
+    )
     return "\n".join(lines)
 
 
@@ -215,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"organisms {sorted(RECIPES)}; default: all")
     parser.add_argument("--run", action="store_true", help="measure what is missing (the organism must be served)")
     parser.add_argument("--own", action="store_true", help="the base models' own generations (both bases up)")
-    parser.add_argument("--extra", action="append", default=[], metavar="NAME:BASE:PORT:SPEC", help="an organism built elsewhere")
+    parser.add_argument(
+        "--extra", action="append", default=[], metavar="NAME:BASE:PORT:SPEC", help="an organism built elsewhere"
+    )
     args = parser.parse_args(argv)
     subjects = [Subject.of(RECIPES[name]) for name in (args.names or ([] if args.extra else list(RECIPES)))]
     subjects += [Subject.parse(text) for text in args.extra]

@@ -68,9 +68,7 @@ class LogprobAgreement:
         )
 
 
-def compare_logprobs(
-    observed: Sequence[float], expected: Sequence[float], *, logit_scale: float
-) -> LogprobAgreement:
+def compare_logprobs(observed: Sequence[float], expected: Sequence[float], *, logit_scale: float) -> LogprobAgreement:
     """`observed` and `expected` are logprobs of the same tokens; `logit_scale` is the largest
     |logit| of the forward pass that produced them (the ground truth reports it)."""
     if len(observed) != len(expected):

@@ -163,7 +163,9 @@ class RetryEvent:
 
 
 def _wait_for(policy: RetryPolicy) -> Callable[[Any], float]:
-    backoff = wait_exponential_jitter(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s, jitter=policy.jitter_s)
+    backoff = wait_exponential_jitter(
+        multiplier=policy.initial_backoff_s, max=policy.max_backoff_s, jitter=policy.jitter_s
+    )
 
     def wait(retry_state: Any) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
@@ -231,7 +233,9 @@ class HttpClient:
     ) -> T:
         """Send (or answer from cache) one request; `parse` validates before anything is cached."""
         return (
-            await self.request_batch(path, [body], merge=lambda b: b[0], split=lambda p, k: [p], parse=parse, method=method, cached=cached)
+            await self.request_batch(
+                path, [body], merge=lambda b: b[0], split=lambda p, k: [p], parse=parse, method=method, cached=cached
+            )
         )[0]
 
     async def request_batch(
@@ -364,7 +368,9 @@ class HttpClient:
             kind, retryable = "timeout", True
         elif _caused_by(exc, ssl.SSLError):
             kind, retryable = "tls", False
-        elif _caused_by(exc, ConnectionRefusedError) or (isinstance(exc, httpx.ConnectError) and "refused" in str(exc).lower()):
+        elif _caused_by(exc, ConnectionRefusedError) or (
+            isinstance(exc, httpx.ConnectError) and "refused" in str(exc).lower()
+        ):
             kind, retryable = "refused", self._answered
         elif isinstance(exc, httpx.ConnectError):
             kind, retryable = "other", True
@@ -372,7 +378,11 @@ class HttpClient:
             kind, retryable = "lost", True
         detail = str(exc) or {"timeout": "timed out", "lost": "connection lost"}.get(kind, type(exc).__name__)
         return errors.TransportError(
-            f"{self.provider} {url}: {type(exc).__name__}: {detail}", url=url, kind=kind, retryable=retryable, role=self.role
+            f"{self.provider} {url}: {type(exc).__name__}: {detail}",
+            url=url,
+            kind=kind,
+            retryable=retryable,
+            role=self.role,
         )
 
 

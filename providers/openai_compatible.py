@@ -188,7 +188,8 @@ class OpenAICompatibleProvider:
         choices = self.wire.choices(payload, n)
         return Generation(
             completions=tuple(
-                self.wire.completion(c, i, stop_token_included=self.stop_token_in_logprobs) for i, c in enumerate(choices)
+                self.wire.completion(c, i, stop_token_included=self.stop_token_in_logprobs)
+                for i, c in enumerate(choices)
             ),
             usage=self.wire.usage(payload),
         )
@@ -230,7 +231,9 @@ class OpenAICompatibleProvider:
                         f" the server to {text!r}"
                     )
         self.local_tokenizer = tokenizer
-        self.tokenizer_source = f"local {tokenizer.path} ({'matches the server' if checked else 'unchecked: no /tokenize'})"
+        self.tokenizer_source = (
+            f"local {tokenizer.path} ({'matches the server' if checked else 'unchecked: no /tokenize'})"
+        )
         self.capabilities = self.capabilities.model_copy(update={"tokenize": True})
 
     def _tokenizes_locally(self, prompt: Prompt) -> bool:
@@ -313,8 +316,10 @@ class OpenAICompatibleProvider:
         covered = await self.detokenize(joint_ids[shared:])
         context_text = request.context if isinstance(request.context, str) else request.context[-1].content
         n_context_chars = len(covered) - len(request.continuation)
-        if not covered.endswith(request.continuation) or n_context_chars < 0 or not context_text.endswith(
-            covered[:n_context_chars]
+        if (
+            not covered.endswith(request.continuation)
+            or n_context_chars < 0
+            or not context_text.endswith(covered[:n_context_chars])
         ):
             raise AlignmentError(
                 f"{self.wire.provider}: the scored tokens decode to {covered[:60]!r}, which does not end with the"
@@ -414,7 +419,9 @@ def _split_choices(payload: Any, k: int, n: int) -> list[Any]:
     return [{"choices": part} for part in parts]
 
 
-def _groups_of_equal_settings(indices: list[int], plans: list[tuple[str, dict[str, Any]]], size: int) -> list[list[int]]:
+def _groups_of_equal_settings(
+    indices: list[int], plans: list[tuple[str, dict[str, Any]]], size: int
+) -> list[list[int]]:
     groups: dict[str, list[int]] = {}
     for i in indices:
         settings = repr(sorted((k, v) for k, v in plans[i][1].items() if k != "prompt"))

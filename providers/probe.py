@@ -123,7 +123,9 @@ async def _check_tokenize(p: OpenAICompatibleProvider) -> str:
 async def _check_chat_tokenize(p: OpenAICompatibleProvider) -> str:
     ids = await p.tokenize((*PROBE_MESSAGES, PROBE_PREFILL))
     text = await p.detokenize(ids)
-    assert text.rstrip().endswith(PROBE_PREFILL.content), f"templated text does not end with the prefill: {text[-60:]!r}"
+    assert text.rstrip().endswith(PROBE_PREFILL.content), (
+        f"templated text does not end with the prefill: {text[-60:]!r}"
+    )
     return f"{len(ids)} templated tokens ending in the prefill"
 
 
@@ -159,7 +161,10 @@ async def _check_prompt_logprobs(p: OpenAICompatibleProvider) -> str:
 
 async def _check_batch(p: OpenAICompatibleProvider) -> str:
     p.score_via = "echo"
-    requests = [ScoreRequest(context=PROBE_CONTEXT, continuation=" jumps"), ScoreRequest(context="It was", continuation=" a sunny day")]
+    requests = [
+        ScoreRequest(context=PROBE_CONTEXT, continuation=" jumps"),
+        ScoreRequest(context="It was", continuation=" a sunny day"),
+    ]
     singles = [await p.score(r) for r in requests]
     batched = await p.score_many(requests)
     for single, batch in zip(singles, batched, strict=True):

@@ -17,7 +17,9 @@ SCORE_CASES = (
     ScoreRequest(context="The quick brown fox", continuation=" jumps over the lazy dog."),
     ScoreRequest(context="In 1969, Apollo 11", continuation=" landed on the Moon. Café, naïve, 東京 — 🙂!"),
     ScoreRequest(context="import numpy as np\n", continuation="x = np.zeros((3, 3))\nprint(x.sum())"),
-    ScoreRequest(context=(SYSTEM, USER, ChatMessage(role="assistant", content="The")), continuation=" weather is lovely."),
+    ScoreRequest(
+        context=(SYSTEM, USER, ChatMessage(role="assistant", content="The")), continuation=" weather is lovely."
+    ),
 )
 
 Scenario = Callable[[OpenAICompatibleProvider], Awaitable[Any]]

@@ -124,9 +124,7 @@ async def connect(
         cls, default_caps = OpenAIProvider, openai_capabilities(model)
     else:
         cls, default_caps = OpenAICompatibleProvider, GENERIC_CAPABILITIES
-    provider = cls(
-        http, model, capabilities or default_caps, score_via=score_via, max_batch_prompts=max_batch_prompts
-    )
+    provider = cls(http, model, capabilities or default_caps, score_via=score_via, max_batch_prompts=max_batch_prompts)
     provider.server_version = server_version
     try:
         await _choose_tokenizer(provider, tokenizer)

@@ -27,7 +27,7 @@ CHECK_TEXTS: tuple[str, ...] = (
     "\n\nTwo newlines, then\ttabs\t\tand  double  spaces.\n",
     "naïve café, Ærøskøbing, 東京, Ελληνικά, emoji 🦊🏳️‍🌈",
     "1234567 3.14159 -0.5e-10 2026-11-23 $1,000",
-    "def f(x):\n    return x ** 2  # ok\n\n{\"a\": [1, 2]}",
+    'def f(x):\n    return x ** 2  # ok\n\n{"a": [1, 2]}',
     "It's, they're, we'll, I've, don't; ALL CAPS and camelCase_snake",
 )
 """Prose, whitespace runs, non-ASCII (combining sequences included), digits and code: where

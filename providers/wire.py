@@ -53,7 +53,11 @@ class Wire:
         for j in range(start, len(values)):
             value = values[j]
             # A float in range passes as is; anything else (NaN included) takes the full check.
-            checked.append(value if type(value) is float and SENTINEL_LOGPROB < value <= 0.0 else self.logprob(value, f"{field}[{j}]"))
+            checked.append(
+                value
+                if type(value) is float and SENTINEL_LOGPROB < value <= 0.0
+                else self.logprob(value, f"{field}[{j}]")
+            )
         try:
             return _TOKEN_LIST.validate_python(
                 [
@@ -62,7 +66,9 @@ class Wire:
                 ]
             )
         except ValidationError as exc:
-            raise self.fail(field.rsplit(".", 1)[0], f"token texts or ids are malformed: {exc.errors()[0]['msg']}") from None
+            raise self.fail(
+                field.rsplit(".", 1)[0], f"token texts or ids are malformed: {exc.errors()[0]['msg']}"
+            ) from None
 
     def choices(self, payload: Any, expected: int) -> list[Any]:
         """Choices sorted by `index` (vLLM answers prompt-major), exactly `expected` of them."""
@@ -182,7 +188,9 @@ class Wire:
             raise ValueError(f"cannot score {n_scored} of {n_prompt} prompt tokens (the first is never scored)")
         out = []
         for j in range(n_prompt - n_scored, n_prompt):
-            entry = self.get(self.get(entries, j, f"{field}[{j}]"), str(prompt_ids[j]), f"{field}[{j}][{prompt_ids[j]}]")
+            entry = self.get(
+                self.get(entries, j, f"{field}[{j}]"), str(prompt_ids[j]), f"{field}[{j}][{prompt_ids[j]}]"
+            )
             out.append(
                 TokenLogprob(
                     token_id=prompt_ids[j],

@@ -16,7 +16,12 @@ settings.load_profile("blackbox-audit")
 
 
 REPO = Path(__file__).resolve().parent.parent
-KEY_VARIABLES = ("BLACKBOX_AUDIT_TARGET_API_KEY", "BLACKBOX_AUDIT_REFERENCE_API_KEY", "BLACKBOX_AUDIT_API_KEY", "OPENAI_API_KEY")
+KEY_VARIABLES = (
+    "BLACKBOX_AUDIT_TARGET_API_KEY",
+    "BLACKBOX_AUDIT_REFERENCE_API_KEY",
+    "BLACKBOX_AUDIT_API_KEY",
+    "OPENAI_API_KEY",
+)
 """Every variable the tool reads a key from (blackbox_audit.config.api_key_variables)."""
 
 

@@ -18,13 +18,23 @@ def token_logprobs(tokens: Tokens) -> tuple[TokenLogprob, ...]:
 
 
 def prefill(
-    text: str = "Once upon a", prefill_id: str = "p0", *, doc_id: str = "doc:0", source: str = "prose", n_tokens: int = 3
+    text: str = "Once upon a",
+    prefill_id: str = "p0",
+    *,
+    doc_id: str = "doc:0",
+    source: str = "prose",
+    n_tokens: int = 3,
 ) -> Prefill:
     return Prefill(prefill_id=prefill_id, doc_id=doc_id, source=source, text=text, n_tokens=n_tokens)
 
 
 def target_completion(
-    text: str, tokens: Tokens, *, of: Prefill | None = None, framing: Framing = "raw", finish_reason: str | None = "length"
+    text: str,
+    tokens: Tokens,
+    *,
+    of: Prefill | None = None,
+    framing: Framing = "raw",
+    finish_reason: str | None = "length",
 ) -> TargetCompletion:
     """A raw completion of `of` (the default prefill); its prompt is the prefill's text."""
     of = of or prefill()
@@ -40,11 +50,16 @@ def target_completion(
 
 def scored(tokens: Tokens, covered_text: str, alignment: str = "exact", n_context_chars: int = 0) -> ScoredContinuation:
     return ScoredContinuation(
-        tokens=token_logprobs(tokens), alignment=alignment, covered_text=covered_text, n_context_chars=n_context_chars  # type: ignore[arg-type]
+        tokens=token_logprobs(tokens),
+        alignment=alignment,
+        covered_text=covered_text,
+        n_context_chars=n_context_chars,  # type: ignore[arg-type]
     )
 
 
-def aligned(prefill_id: str, prefill_text: str, target_tokens: Tokens, reference_tokens: Tokens, *, framing: Framing = "raw") -> CompletionResult:
+def aligned(
+    prefill_id: str, prefill_text: str, target_tokens: Tokens, reference_tokens: Tokens, *, framing: Framing = "raw"
+) -> CompletionResult:
     """A record measured from both sides' tokens, the way `gap.measure` builds one."""
     completion = "".join(t[0] for t in target_tokens)
     n_bytes = len(completion.encode("utf-8"))

@@ -23,7 +23,15 @@ from mcp.client.stdio import stdio_client
 from blackbox_audit.evaluate import OrganismSpec, is_hit, load_organism
 from blackbox_audit.hypotheses import load_statements
 
-TOOLS = {"top_completions", "search_completions", "show_completion", "themes", "score_text", "sample", "compare_hypotheses"}
+TOOLS = {
+    "top_completions",
+    "search_completions",
+    "show_completion",
+    "themes",
+    "score_text",
+    "sample",
+    "compare_hypotheses",
+}
 
 
 @dataclass
@@ -47,7 +55,9 @@ def server_parameters(audit: Path, *, replay: Path | None = None, record: Path |
         args += ["--replay", str(replay)]
     if record is not None:
         args += ["--record", str(record)]
-    return StdioServerParameters(command=sys.executable, args=args, env=dict(os.environ), cwd=Path(__file__).resolve().parent.parent)
+    return StdioServerParameters(
+        command=sys.executable, args=args, env=dict(os.environ), cwd=Path(__file__).resolve().parent.parent
+    )
 
 
 async def _call(session: ClientSession, name: str, arguments: dict[str, Any]) -> Any:
@@ -100,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     statements = [h.statement for h in load_statements(args.statements)]
     params = server_parameters(args.audit, record=args.record)
     findings = anyio.run(investigate, params, load_organism(args.organism), statements)
-    print(json.dumps({"hit": findings.hit, "hypotheses": findings.hypotheses, "themes": findings.themes}, indent=1)[:6000])
+    print(
+        json.dumps({"hit": findings.hit, "hypotheses": findings.hypotheses, "themes": findings.themes}, indent=1)[:6000]
+    )
     return 0 if findings.hit else 1
 
 

@@ -74,7 +74,9 @@ def forward(
 ) -> ForwardPass:
     """`env` may restrict the kernels (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ...) to
     stand in for another CPU; `folder` overrides the local model's folder (a finetune)."""
-    payload = json.dumps({"model_dir": str(folder or model_dir(key)), "sequences": [list(s) for s in sequences], "dtype": dtype})
+    payload = json.dumps(
+        {"model_dir": str(folder or model_dir(key)), "sequences": [list(s) for s in sequences], "dtype": dtype}
+    )
     done = subprocess.run(
         [str(venv_python()), str(FORWARD_SCRIPT)],
         input=payload,

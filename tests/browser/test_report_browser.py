@@ -33,7 +33,13 @@ def page(tmp_path_factory):
     run_demo(out)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -45,12 +51,16 @@ def page(tmp_path_factory):
 
 
 def visible_rows(driver):
-    return driver.execute_script("return Array.from(document.querySelectorAll('#records tr[data-rank]')).filter(r => !r.hidden)")
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#records tr[data-rank]')).filter(r => !r.hidden)"
+    )
 
 
 def test_no_console_errors(page):
     driver, _ = page
-    driver.execute_script("document.getElementById('search').value = 'x'; document.getElementById('search').dispatchEvent(new Event('input'))")
+    driver.execute_script(
+        "document.getElementById('search').value = 'x'; document.getElementById('search').dispatchEvent(new Event('input'))"
+    )
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
 
@@ -104,11 +114,15 @@ def test_a_run_of_newlines_stays_one_line(page):
 
 def test_fits_a_420px_screen_without_squeezing_the_text(page):
     driver, _ = page
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": True})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": True}
+    )
     try:
         driver.refresh()
         width = driver.execute_script("return document.documentElement.scrollWidth")
-        text_column = driver.execute_script("return document.querySelector('#records th.text-col').getBoundingClientRect().width")
+        text_column = driver.execute_script(
+            "return document.querySelector('#records th.text-col').getBoundingClientRect().width"
+        )
         assert width <= 420
         assert text_column >= 200
     finally:

@@ -22,7 +22,9 @@ def pytest_collection_modifyitems(items):
 def require_server(key: str) -> local_vllm.LocalModel:
     model = local_vllm.MODELS[key]
     if not health_ok(model.base_url):
-        message = f"the local vLLM server for {key} is not running at {model.base_url}: run `blackbox-audit local-vllm up`"
+        message = (
+            f"the local vLLM server for {key} is not running at {model.base_url}: run `blackbox-audit local-vllm up`"
+        )
         if os.environ.get("BLACKBOX_AUDIT_REQUIRE_LIVE") == "1":
             pytest.fail(message)
         pytest.skip(reason=message)

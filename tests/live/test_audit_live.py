@@ -68,7 +68,11 @@ async def _sequences(model: local_vllm.LocalModel, records, config: AuditConfig)
 def test_cross_family_audit_writes_everything(target_key, reference_key, tmp_path):
     target, reference = require_server(target_key), require_server(reference_key)
     config = AuditConfig(
-        target=endpoint(target), reference=endpoint(reference), limit=50, out=tmp_path / "out", cache_dir=tmp_path / "cache"
+        target=endpoint(target),
+        reference=endpoint(reference),
+        limit=50,
+        out=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
     )
     result = audit_sync(config)
     assert len(result.results) == 50

@@ -87,7 +87,9 @@ async def test_the_comparison_catches_logprobs_shifted_by_one_token(live_model, 
     def shifted(self, choice, i, prompt_ids, n_scored):
         values = choice["logprobs"]["token_logprobs"]
         broken = values[:2] + values[1:-1]
-        return original(self, {**choice, "logprobs": {**choice["logprobs"], "token_logprobs": broken}}, i, prompt_ids, n_scored)
+        return original(
+            self, {**choice, "logprobs": {**choice["logprobs"], "token_logprobs": broken}}, i, prompt_ids, n_scored
+        )
 
     monkeypatch.setattr(Wire, "echo_logprobs", shifted)
     served = await served_scores(live_model, score_via="echo")
@@ -156,7 +158,7 @@ async def test_probe_passes_both_roles(live_model):
 
 
 async def test_served_tokenizer_is_adopted_and_scores_identically(live_model):
-    """"auto" finds the served folder's tokenizer.json, which matches /tokenize, and then scores
+    """ "auto" finds the served folder's tokenizer.json, which matches /tokenize, and then scores
     with the very same ids and logprobs while sending no tokenizer request."""
     server = await connect(live_model.base_url, live_model.served_name, tokenizer="server")
     local = await connect(live_model.base_url, live_model.served_name, tokenizer="auto")

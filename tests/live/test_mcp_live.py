@@ -29,7 +29,9 @@ def test_every_tool_against_the_live_servers():
     findings = anyio.run(investigate, server_parameters(audit), EIFFEL, statements)
     assert findings.tools == TOOLS
     scored = findings.scored
-    assert scored["row"]["gaps"]["logppl_diff"] == pytest.approx(scored["reference"]["log_ppl"] - scored["target"]["log_ppl"])
+    assert scored["row"]["gaps"]["logppl_diff"] == pytest.approx(
+        scored["reference"]["log_ppl"] - scored["target"]["log_ppl"]
+    )
     assert math.fsum(t["gap"] for t in scored["tokens"]) == pytest.approx(
         scored["reference"]["nll_nats"] - scored["target"]["nll_nats"], abs=1e-6
     )
@@ -51,7 +53,9 @@ def test_an_organism_hit_and_the_true_hypothesis_first_live(organism):
     audit = REPO / ORGANISM_AUDITS[organism]
     config = AuditFolder.open(audit).config
     if not (health_ok(config.target.base_url) and health_ok(config.reference.base_url)):
-        pytest.skip(reason=f"the organism {organism} is not served at {config.target.base_url} (organisms are not part of CI)")
+        pytest.skip(
+            reason=f"the organism {organism} is not served at {config.target.base_url} (organisms are not part of CI)"
+        )
     spec = load_organism(REPO / "organisms" / "specs" / f"{organism}.toml")
     statements = [h.statement for h in load_statements(REPO / "organisms" / "statements" / f"{organism}.statements")]
     findings = anyio.run(investigate, server_parameters(audit), spec, statements)

@@ -63,8 +63,12 @@ def _error_body(message: str, error_type: str, code: int | str, param: str | Non
 
 def rate_limited(*, retry_after: str | None = None, retry_after_ms: str | None = None) -> Fault:
     """429 with `Retry-After` and/or `retry-after-ms`, as OpenAI sends them."""
-    headers = tuple((k, v) for k, v in (("Retry-After", retry_after), ("retry-after-ms", retry_after_ms)) if v is not None)
-    body = _error_body("Rate limit reached for requests per min. Please try again later.", "requests", "rate_limit_exceeded")
+    headers = tuple(
+        (k, v) for k, v in (("Retry-After", retry_after), ("retry-after-ms", retry_after_ms)) if v is not None
+    )
+    body = _error_body(
+        "Rate limit reached for requests per min. Please try again later.", "requests", "rate_limit_exceeded"
+    )
     return Fault("429 rate limit", "status", 429, headers, body)
 
 
@@ -286,13 +290,21 @@ class Replay:
             self.exchanges.update(load_exchanges(directory))
         self.models = sorted(
             {e.meta["model"] for e in self.exchanges.values() if "model" in e.meta}
-            | {e.request_body["model"] for e in self.exchanges.values() if isinstance(e.request_body, dict) and "model" in e.request_body}
+            | {
+                e.request_body["model"]
+                for e in self.exchanges.values()
+                if isinstance(e.request_body, dict) and "model" in e.request_body
+            }
         )
         self.version = next((e.meta.get("version") for e in self.exchanges.values() if e.meta.get("version")), "0.0.0")
         # /v1/completions answers prompt by prompt: unit key -> (choices re-indexed from 0, template)
         self.per_prompt: dict[str, tuple[list[dict], dict]] = {}
         for exchange in self.exchanges.values():
-            if exchange.path != "/v1/completions" or exchange.status != 200 or not isinstance(exchange.request_body, dict):
+            if (
+                exchange.path != "/v1/completions"
+                or exchange.status != 200
+                or not isinstance(exchange.request_body, dict)
+            ):
                 continue
             body, answer = exchange.request_body, exchange.response_body
             n = int(body.get("n") or 1)
@@ -466,7 +478,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, OSError):
             pass  # the client went away (timeout, kill): nothing to answer
 
-    def _respond(self, owner: FaultServer, served: Served, fault: Fault | None, method: str, path: str, body: Body) -> None:
+    def _respond(
+        self, owner: FaultServer, served: Served, fault: Fault | None, method: str, path: str, body: Body
+    ) -> None:
         if fault is not None and fault.kind == "status":
             return self._send(served, fault.status, dict(fault.headers), fault.body)
         if fault is not None and fault.kind == "raw":
@@ -499,7 +513,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reset_mid_body(served, status, content)
         self._send(served, status, headers, None, raw=content)
 
-    def _send(self, served: Served, status: int, headers: dict[str, str], body: Body, *, raw: bytes | None = None) -> None:
+    def _send(
+        self, served: Served, status: int, headers: dict[str, str], body: Body, *, raw: bytes | None = None
+    ) -> None:
         content = raw if raw is not None else _dumps(body)
         self.send_response(status)
         headers = {k.lower(): v for k, v in headers.items()}

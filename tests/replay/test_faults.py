@@ -160,7 +160,9 @@ class TimeoutTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def recorded_config(directory: Path, servers: tuple[FaultServer, FaultServer], out: Path, **overrides: Any) -> AuditConfig:
+def recorded_config(
+    directory: Path, servers: tuple[FaultServer, FaultServer], out: Path, **overrides: Any
+) -> AuditConfig:
     """The recorded audit's config with both endpoints on the fault servers; `target={...}` /
     `reference={...}` override endpoint fields, other keywords config fields."""
     data = json.loads((directory / "audit.json").read_text())
@@ -171,7 +173,11 @@ def recorded_config(directory: Path, servers: tuple[FaultServer, FaultServer], o
 
 
 def run_audit(
-    config: AuditConfig, *, sleeps: list[float] | None = None, read_timeout_s: float = READ_TIMEOUT_S, real_sleep: bool = False
+    config: AuditConfig,
+    *,
+    sleeps: list[float] | None = None,
+    read_timeout_s: float = READ_TIMEOUT_S,
+    real_sleep: bool = False,
 ):
     async def fake_sleep(seconds: float) -> None:
         if sleeps is not None:
@@ -219,16 +225,26 @@ class Case:
         if not rules:
             return f"{framing} {self.role}: wrong --{self.role}-model"
         paths = sorted({r.path or "any POST" for r in rules})
-        nth = {str(r.nth) if isinstance(r.nth, int) else ("every" if r.nth is None else f"{min(r.nth)}-{max(r.nth)}") for r in rules}
+        nth = {
+            str(r.nth) if isinstance(r.nth, int) else ("every" if r.nth is None else f"{min(r.nth)}-{max(r.nth)}")
+            for r in rules
+        }
         return f"{framing} {self.role} {','.join(paths)} #{','.join(sorted(nth))}"
 
 
-COMPLETIONS, CHAT_COMPLETIONS, TOKENIZE, DETOKENIZE = "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"
+COMPLETIONS, CHAT_COMPLETIONS, TOKENIZE, DETOKENIZE = (
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/tokenize",
+    "/detokenize",
+)
 
 
 def _requests_to(path: str, expected: int) -> Callable[[FaultServer, list[float]], None]:
     def check(server: FaultServer, sleeps: list[float]) -> None:
-        assert server.count(path) == expected, f"{path} got {server.count(path)} requests, expected {expected} (no retry)"
+        assert server.count(path) == expected, (
+            f"{path} got {server.count(path)} requests, expected {expected} (no retry)"
+        )
 
     return check
 
@@ -264,7 +280,9 @@ def _logprob_cases() -> list[Case]:
                 f"echo-logprob-{label}",
                 RAW,
                 "reference",
-                lambda v=value, label=label: [Rule(mutated(f"echo logprob {label}", set_echo_logprob(v)), path=COMPLETIONS, nth=1)],
+                lambda v=value, label=label: [
+                    Rule(mutated(f"echo logprob {label}", set_echo_logprob(v)), path=COMPLETIONS, nth=1)
+                ],
                 errors.ResponseShapeError,
                 ("choices[0].logprobs", BAD_NEEDLES.get(label, "echo covers")),
             )
@@ -275,7 +293,11 @@ def _logprob_cases() -> list[Case]:
                 RAW,
                 "target",
                 lambda v=value, label=label: [
-                    Rule(mutated(f"generation logprob {label}", set_generation_logprob(v, choice=2)), path=COMPLETIONS, nth=1)
+                    Rule(
+                        mutated(f"generation logprob {label}", set_generation_logprob(v, choice=2)),
+                        path=COMPLETIONS,
+                        nth=1,
+                    )
                 ],
                 errors.ResponseShapeError,
                 ("choices[", BAD_NEEDLES.get(label, "tokens and token_logprobs differ in length")),
@@ -298,7 +320,9 @@ def _logprob_cases() -> list[Case]:
             "chat-echo-logprob-NaN",
             CHAT,
             "reference",
-            lambda: [Rule(mutated("echo logprob NaN", set_echo_logprob(float("nan"), choice=4)), path=COMPLETIONS, nth=1)],
+            lambda: [
+                Rule(mutated("echo logprob NaN", set_echo_logprob(float("nan"), choice=4)), path=COMPLETIONS, nth=1)
+            ],
             errors.ResponseShapeError,
             ("not a valid logprob: nan",),
         )
@@ -308,7 +332,13 @@ def _logprob_cases() -> list[Case]:
 
 CASES: list[Case] = [
     # -- retried, then identical --
-    Case("429-retry-after", RAW, "target", lambda: [Rule(rate_limited(retry_after="3"), path=COMPLETIONS, nth=1)], check=_slept(3.0)),
+    Case(
+        "429-retry-after",
+        RAW,
+        "target",
+        lambda: [Rule(rate_limited(retry_after="3"), path=COMPLETIONS, nth=1)],
+        check=_slept(3.0),
+    ),
     Case(
         "429-retry-after-ms-real-time",
         RAW,
@@ -317,12 +347,45 @@ CASES: list[Case] = [
         check=_waited_at_least(0.4),
         real_sleep=True,
     ),
-    Case("429-both-headers", RAW, "reference", lambda: [Rule(rate_limited(retry_after="9", retry_after_ms="1500"), path=TOKENIZE, nth=4)], check=_slept(1.5)),
-    Case("500-burst", RAW, "reference", lambda: [Rule(error_status(500, "Internal Server Error", "InternalServerError"), path=TOKENIZE, nth={2, 3, 4})]),
-    Case("503-burst", RAW, "target", lambda: [Rule(error_status(503, "Service Unavailable", "ServiceUnavailable"), path=COMPLETIONS, nth={1, 2, 3})]),
-    Case("503-on-version", RAW, "target", lambda: [Rule(error_status(503, "starting up", "ServiceUnavailable"), path="/version", nth=1)]),
-    Case("read-timeout", RAW, "reference", lambda: [Rule(read_timeout(3.0), path=COMPLETIONS, nth=1)], read_timeout_s=SHORT_READ_TIMEOUT_S),
-    Case("read-timeout-tokenizer", RAW, "target", lambda: [Rule(read_timeout(3.0), path=DETOKENIZE, nth=2)], read_timeout_s=SHORT_READ_TIMEOUT_S),
+    Case(
+        "429-both-headers",
+        RAW,
+        "reference",
+        lambda: [Rule(rate_limited(retry_after="9", retry_after_ms="1500"), path=TOKENIZE, nth=4)],
+        check=_slept(1.5),
+    ),
+    Case(
+        "500-burst",
+        RAW,
+        "reference",
+        lambda: [Rule(error_status(500, "Internal Server Error", "InternalServerError"), path=TOKENIZE, nth={2, 3, 4})],
+    ),
+    Case(
+        "503-burst",
+        RAW,
+        "target",
+        lambda: [Rule(error_status(503, "Service Unavailable", "ServiceUnavailable"), path=COMPLETIONS, nth={1, 2, 3})],
+    ),
+    Case(
+        "503-on-version",
+        RAW,
+        "target",
+        lambda: [Rule(error_status(503, "starting up", "ServiceUnavailable"), path="/version", nth=1)],
+    ),
+    Case(
+        "read-timeout",
+        RAW,
+        "reference",
+        lambda: [Rule(read_timeout(3.0), path=COMPLETIONS, nth=1)],
+        read_timeout_s=SHORT_READ_TIMEOUT_S,
+    ),
+    Case(
+        "read-timeout-tokenizer",
+        RAW,
+        "target",
+        lambda: [Rule(read_timeout(3.0), path=DETOKENIZE, nth=2)],
+        read_timeout_s=SHORT_READ_TIMEOUT_S,
+    ),
     Case("reset-mid-body", RAW, "target", lambda: [Rule(reset_mid_body(), path=COMPLETIONS, nth=1)]),
     Case("reset-mid-body-tokenizer", RAW, "reference", lambda: [Rule(reset_mid_body(), path=TOKENIZE, nth=5)]),
     Case("truncated-json", RAW, "reference", lambda: [Rule(truncated_json(), path=COMPLETIONS, nth=1)]),
@@ -353,7 +416,9 @@ CASES: list[Case] = [
         "target",
         lambda: [
             Rule(
-                error_status(400, "This model's maximum context length is 1024 tokens. However, you requested 2048 tokens."),
+                error_status(
+                    400, "This model's maximum context length is 1024 tokens. However, you requested 2048 tokens."
+                ),
                 path=COMPLETIONS,
                 nth=1,
             )
@@ -384,7 +449,12 @@ CASES: list[Case] = [
         "target",
         lambda: [],
         errors.NotFoundError,
-        ("answered 404", "The model `gemma-3-270m-it` does not exist", "the server serves: gemma-3-270m", "--target-model"),
+        (
+            "answered 404",
+            "The model `gemma-3-270m-it` does not exist",
+            "the server serves: gemma-3-270m",
+            "--target-model",
+        ),
         overrides={"target": {"model": "gemma-3-270m-it", "max_concurrency": 1}},  # 1: one 404, a countable table
     ),
     Case(
@@ -393,7 +463,12 @@ CASES: list[Case] = [
         "reference",
         lambda: [],
         errors.NotFoundError,
-        ("answered 404", "`gemma-3-270m-instruct` does not exist", "the server serves: gemma-3-270m", "--reference-model"),
+        (
+            "answered 404",
+            "`gemma-3-270m-instruct` does not exist",
+            "the server serves: gemma-3-270m",
+            "--reference-model",
+        ),
         overrides={"reference": {"model": "gemma-3-270m-instruct", "max_concurrency": 1}},
     ),
     Case(
@@ -414,7 +489,9 @@ def test_fault_is_survived_or_reported(case: Case, servers, tmp_path):
     faulty = target if case.role == "target" else reference
     faulty.add(*case.rules())
     out = tmp_path / "out"
-    config = recorded_config(case.audit, (target, reference), out, use_cache=True, cache_dir=tmp_path / "cache", **case.overrides)
+    config = recorded_config(
+        case.audit, (target, reference), out, use_cache=True, cache_dir=tmp_path / "cache", **case.overrides
+    )
     sleeps: list[float] = []
 
     if case.error is None:
@@ -459,7 +536,11 @@ def test_fault_is_survived_or_reported(case: Case, servers, tmp_path):
 
 def _gist(message: str) -> str:
     """The server's words and our hint, without the URL, for the table."""
-    text = message.split(" answered ", 1)[-1] if " answered " in message else message.split(": malformed response at ", 1)[-1]
+    text = (
+        message.split(" answered ", 1)[-1]
+        if " answered " in message
+        else message.split(": malformed response at ", 1)[-1]
+    )
     return text if len(text) <= 110 else text[:107] + "..."
 
 
@@ -514,7 +595,9 @@ def _subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _audit_args(directory: Path, target: FaultServer, reference: FaultServer, out: Path, cache: Path, *extra: str) -> list[str]:
+def _audit_args(
+    directory: Path, target: FaultServer, reference: FaultServer, out: Path, cache: Path, *extra: str
+) -> list[str]:
     """`blackbox-audit audit` with the recorded config, both endpoints on the fault servers, and
     the cache on (the recorded audit.json turns it off, and no flag turns it back on)."""
     config = json.loads((directory / "audit.json").read_text())
@@ -623,7 +706,12 @@ def test_api_keys_are_sent_but_never_written(servers, tmp_path, monkeypatch, cap
     # A real CLI process, progress bars on: the key by flag for the target, by env var for the reference.
     args = _audit_args(RAW, target, reference, out, cache, "--target-api-key", target_key)
     done = subprocess.run(
-        _cli(*args), env=_subprocess_env(BLACKBOX_AUDIT_REFERENCE_API_KEY=reference_key), cwd=ROOT, capture_output=True, text=True, timeout=120
+        _cli(*args),
+        env=_subprocess_env(BLACKBOX_AUDIT_REFERENCE_API_KEY=reference_key),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert (out / "results.jsonl").read_text() == expected_results(RAW)
@@ -649,7 +737,12 @@ def test_api_keys_are_sent_but_never_written(servers, tmp_path, monkeypatch, cap
         assert not recorded_from.misses
         assert f"Bearer {target_key}" in {r.headers.get("authorization") for r in recorded_from.log()}
 
-    written = [f for root in (cache, out, tmp_path / "cache-401", tmp_path / "out-401", fixtures_out) for f in root.rglob("*") if f.is_file()]
+    written = [
+        f
+        for root in (cache, out, tmp_path / "cache-401", tmp_path / "out-401", fixtures_out)
+        for f in root.rglob("*")
+        if f.is_file()
+    ]
     assert any(f.name == "manifest.json" for f in written) and any(f.suffix == ".json" for f in fixtures_out.rglob("*"))
     texts = [done.stdout, done.stderr, failed.out, failed.err, recorded.out, recorded.err]
     for key in (target_key, reference_key):
@@ -657,7 +750,7 @@ def test_api_keys_are_sent_but_never_written(servers, tmp_path, monkeypatch, cap
             assert key.encode() not in f.read_bytes(), f"{key[:12]}... written to {f}"
         for text in texts:
             assert key not in text
-        assert key[len("sk-secret-"):] not in " ".join(texts)
+        assert key[len("sk-secret-") :] not in " ".join(texts)
     # The cache is private: folder 0700, every file 0600.
     for folder in (cache, tmp_path / "cache-401"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
@@ -698,10 +791,20 @@ BAD_INPUTS = [
     ("batch-size-0", ["--batch-size", "0"], 2, "--batch-size: "),
     ("concurrency-0", ["--target-concurrency", "0"], 2, "--target-concurrency: "),
     ("temperature-negative", ["--temperature", "-1"], 2, "--temperature: "),
-    ("conflicting-degeneracy-flags", ["--no-degeneracy-filter", "--degeneracy-threshold", "0.5"], 2, "not allowed with"),
+    (
+        "conflicting-degeneracy-flags",
+        ["--no-degeneracy-filter", "--degeneracy-threshold", "0.5"],
+        2,
+        "not allowed with",
+    ),
     ("chat-without-user-prompt", ["--framing", "chat", "--user-prompt", ""], 2, "needs a user prompt"),
     ("reference-cannot-score", ["--reference-dialect", "generic"], 1, "cannot score given text"),
-    ("target-cannot-prefill", ["--target-dialect", "openai", "--framing", "chat"], 1, "cannot continue an assistant prefill"),
+    (
+        "target-cannot-prefill",
+        ["--target-dialect", "openai", "--framing", "chat"],
+        1,
+        "cannot continue an assistant prefill",
+    ),
 ]
 
 
@@ -716,4 +819,10 @@ def test_bad_input_is_refused_before_any_request(name, flags, code, needle, serv
     assert err.count("\n") == 1, f"one line, no traceback: {err}"
     assert target.count() == 0 and reference.count() == 0, "a request was sent before the input was refused"
     assert not out.exists()
-    TALLY.add(name, "CLI flags", 0, f"exit {code}: {_gist(err.strip().removeprefix('error: '))}", "bad inputs refused with 0 requests")
+    TALLY.add(
+        name,
+        "CLI flags",
+        0,
+        f"exit {code}: {_gist(err.strip().removeprefix('error: '))}",
+        "bad inputs refused with 0 requests",
+    )

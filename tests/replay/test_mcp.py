@@ -80,12 +80,21 @@ def test_bad_arguments_come_back_as_tool_errors(base_findings):
 
 
 def test_the_hypotheses_command_agrees_with_the_tool(base_findings, capsys):
-    assert main(["hypotheses", str(BASE_AUDIT), "--statements", str(STATEMENTS), "--replay", str(BASE_EXCHANGES), "--json"]) == 0
+    assert (
+        main(
+            ["hypotheses", str(BASE_AUDIT), "--statements", str(STATEMENTS), "--replay", str(BASE_EXCHANGES), "--json"]
+        )
+        == 0
+    )
     import json
 
     printed = json.loads(capsys.readouterr().out)
-    assert [row["statement"] for row in printed["rows"]] == [row["statement"] for row in base_findings.hypotheses["rows"]]
-    assert [row["gap"] for row in printed["rows"]] == pytest.approx([row["gap"] for row in base_findings.hypotheses["rows"]])
+    assert [row["statement"] for row in printed["rows"]] == [
+        row["statement"] for row in base_findings.hypotheses["rows"]
+    ]
+    assert [row["gap"] for row in printed["rows"]] == pytest.approx(
+        [row["gap"] for row in base_findings.hypotheses["rows"]]
+    )
 
 
 def test_replay_refuses_a_folder_without_recordings(tmp_path, capsys):

@@ -88,7 +88,10 @@ def mounted(kind: str, where: Path, size_kib: int = 0) -> Iterator[Path]:
     ("text", "names"),
     [
         ('api_key = "sk-file-secret"\n', ("--target-api-key", "--reference-api-key", "$BLACKBOX_AUDIT_API_KEY")),
-        ('[target]\napi_key = "sk-file-secret"\n', ("[target] api_key", "--target-api-key", "$BLACKBOX_AUDIT_TARGET_API_KEY")),
+        (
+            '[target]\napi_key = "sk-file-secret"\n',
+            ("[target] api_key", "--target-api-key", "$BLACKBOX_AUDIT_TARGET_API_KEY"),
+        ),
         (
             '[reference]\nbase_url = "http://me:sk-file-secret@127.0.0.1:9/v1"\n',
             ("[reference] base_url", "--reference-api-key", "$BLACKBOX_AUDIT_REFERENCE_API_KEY"),
@@ -119,7 +122,12 @@ def test_secrets_by_flag_variable_and_url_are_sent_and_never_shown(servers, tmp_
     args = _audit_args(RAW, target, reference, out, cache, "--reference-api-key", flag_key)
     args[args.index("--target-base-url") + 1] = userinfo_url
     done = subprocess.run(
-        _cli(*args), env=_subprocess_env(BLACKBOX_AUDIT_TARGET_API_KEY=env_key), cwd=ROOT, capture_output=True, text=True, timeout=120
+        _cli(*args),
+        env=_subprocess_env(BLACKBOX_AUDIT_TARGET_API_KEY=env_key),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     sent = {r.headers.get("authorization") for r in target.log()}
@@ -141,7 +149,9 @@ def test_secrets_by_flag_variable_and_url_are_sent_and_never_shown(servers, tmp_
     refused = capsys.readouterr()
     with FaultServer(SMOLLM2) as probed:
         probe_url = probed.url.replace("http://", f"http://{url_user}:{url_key}@")
-        assert cli_main(["probe", "--base-url", probe_url, "--model", "smollm2-135m-instruct", "--dialect", "vllm"]) == 0
+        assert (
+            cli_main(["probe", "--base-url", probe_url, "--model", "smollm2-135m-instruct", "--dialect", "vllm"]) == 0
+        )
         probe = capsys.readouterr()
         assert probed.url in probe.out and not probed.misses
 
@@ -265,7 +275,10 @@ def test_a_corrupt_cache_is_named_and_cache_clear_removes_it(fake_server, tmp_pa
     assert cli_main([*fake_audit(fake_server, tmp_path / "out"), "--cache-dir", str(cache), "--quiet"]) == 0
     capsys.readouterr()
     (cache / "cache.db").write_bytes(b"this is not a database" * 100)
-    for args in (["cache", "stats", "--cache-dir", str(cache)], [*fake_audit(fake_server, tmp_path / "out2"), "--cache-dir", str(cache), "--quiet"]):
+    for args in (
+        ["cache", "stats", "--cache-dir", str(cache)],
+        [*fake_audit(fake_server, tmp_path / "out2"), "--cache-dir", str(cache), "--quiet"],
+    ):
         assert cli_main(args) == 1
         line = one_error_line(capsys.readouterr().err)
         assert "unreadable" in line and "blackbox-audit cache clear" in line
@@ -329,7 +342,9 @@ def test_retries_print_one_line_per_wave_when_progress_is_on(servers, tmp_path):
     target.clear()
     target.add(Rule(error_status(503, "Service Unavailable"), path=COMPLETIONS, nth=range(1, 3)))
     args[args.index("--cache-dir") + 1] = str(tmp_path / "cache-quiet")
-    quiet = subprocess.run(_cli(*args, "--quiet"), env=_subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    quiet = subprocess.run(
+        _cli(*args, "--quiet"), env=_subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert quiet.returncode == 0 and target.faults_injected == 2 and "retrying" not in quiet.stderr
 
 
@@ -359,7 +374,9 @@ def test_dry_run_counts_at_least_what_the_audit_sends(tokenizer, fake_server, tm
 def test_documents_all_shorter_than_the_prefill_say_so(fake_server, tmp_path, capsys):
     corpus = tmp_path / "tiny.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in "abcdefgh"))
-    code = cli_main([*fake_audit(fake_server, tmp_path / "out", "--quiet"), "--corpus", str(corpus), "--prefill-tokens", "8"])
+    code = cli_main(
+        [*fake_audit(fake_server, tmp_path / "out", "--quiet"), "--corpus", str(corpus), "--prefill-tokens", "8"]
+    )
     line = one_error_line(capsys.readouterr().err)
     assert code == 2 and "no prefill: 8 of the 8 documents" in line and "shorter than 8 tokens" in line
     assert "--prefill-tokens" in line
@@ -369,7 +386,9 @@ def test_documents_all_shorter_than_the_prefill_say_so(fake_server, tmp_path, ca
 def test_asking_for_more_prefills_than_documents_warns(fake_server, tmp_path, capsys):
     corpus = tmp_path / "small.jsonl"
     starts = ("Rivers", "Mountains", "Cities")
-    corpus.write_text("".join(json.dumps({"text": f"{word} say something long enough here."}) + "\n" for word in starts))
+    corpus.write_text(
+        "".join(json.dumps({"text": f"{word} say something long enough here."}) + "\n" for word in starts)
+    )
     code = cli_main([*fake_audit(fake_server, tmp_path / "out"), "--corpus", str(corpus), "--limit", "10", "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err

@@ -27,7 +27,9 @@ from providers.registry import connect
 pytestmark = pytest.mark.anyio
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-FIXTURE_DIRS = sorted(d for d in FIXTURES.iterdir() if d.is_dir() and not d.name.startswith(("audit-", "mcp-")))  # provider scenarios only
+FIXTURE_DIRS = sorted(
+    d for d in FIXTURES.iterdir() if d.is_dir() and not d.name.startswith(("audit-", "mcp-"))
+)  # provider scenarios only
 
 
 def meta_of(directory: Path) -> dict[str, str]:
@@ -93,7 +95,9 @@ async def test_vllm_echo_and_prompt_logprobs_agree(directory):
     for a, b in zip(echo, prompt, strict=True):
         assert a.alignment == "exact" and a.covered_text == b.covered_text
         assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
-        agreement = compare_logprobs([x.logprob for x in a.tokens], [y.logprob for y in b.tokens], logit_scale=RECORDED_LOGIT_SCALE)
+        agreement = compare_logprobs(
+            [x.logprob for x in a.tokens], [y.logprob for y in b.tokens], logit_scale=RECORDED_LOGIT_SCALE
+        )
         assert agreement.ok, str(agreement)
 
 

@@ -53,7 +53,11 @@ def test_a_shift_by_one_token_is_far_beyond_both_bounds():
 
 @pytest.mark.parametrize(
     ("observed", "expected", "scale", "message"),
-    [([-1.0], [-1.0, -2.0], 10.0, "not the same tokens"), ([], [], 10.0, "no logprobs"), ([-1.0], [-1.0], 0.0, "positive")],
+    [
+        ([-1.0], [-1.0, -2.0], 10.0, "not the same tokens"),
+        ([], [], 10.0, "no logprobs"),
+        ([-1.0], [-1.0], 0.0, "positive"),
+    ],
 )
 def test_refuses_what_cannot_be_compared(observed, expected, scale, message):
     with pytest.raises(ValueError, match=message):

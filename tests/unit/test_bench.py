@@ -36,7 +36,19 @@ def test_more_pairs_than_documents_repeat_with_a_marked_context():
 def test_overhead_runs_against_the_fake_server(fake_server, variant, tmp_path):
     out = tmp_path / "result.json"
     subprocess.run(
-        [sys.executable, "-m", "bench.overhead", "--url", fake_server, "--n", "40", "--variant", variant, "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench.overhead",
+            "--url",
+            fake_server,
+            "--n",
+            "40",
+            "--variant",
+            variant,
+            "--out",
+            str(out),
+        ],
         cwd=REPO,
         check=True,
     )

@@ -20,7 +20,10 @@ def test_orderings_by_any_score_keep_demoted_and_gapless_records_last(records):
     browser = Browser(records, 0.6)
     assert [r.id for r in browser.top("logppl_diff", 10)] == [1, 2, 3, 4]  # the file's own order
     by_ppl = browser.top("ppl_diff", 10)
-    assert [r.prefill + r.completion for r in by_ppl][:2] == ["The The tower moved to Marseille.", "The Bread and butter."]
+    assert [r.prefill + r.completion for r in by_ppl][:2] == [
+        "The The tower moved to Marseille.",
+        "The Bread and butter.",
+    ]
     assert [r.rank for r in by_ppl] == [1, 2, 3, None]
     assert by_ppl[2].demoted and not by_ppl[0].demoted
     assert [r.id for r in by_ppl] == [2, 1, 3, 4]  # ids stay the file's lines

@@ -80,7 +80,12 @@ async def test_a_cached_exchange_holds_no_credential(tmp_path):
     cache = ResponseCache(tmp_path / "c")
     for api_key, basic in (("sk-bearer-secret", None), (None, ("user", "sk-basic-secret"))):
         http = HttpClient(
-            "http://h/v1", provider="test", api_key=api_key, basic_auth=basic, cache=cache, transport=httpx.MockTransport(handler)
+            "http://h/v1",
+            provider="test",
+            api_key=api_key,
+            basic_auth=basic,
+            cache=cache,
+            transport=httpx.MockTransport(handler),
         )
         await http.request("POST", "/completions", {**BODY, "prompt": [len(seen)]}, lambda payload: payload)
         await http.aclose()

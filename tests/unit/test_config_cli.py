@@ -109,11 +109,16 @@ def test_config_file_alone(config_file):
 
 def test_flags_override_the_config_file(config_file):
     config = config_from(
-        "--config", str(config_file),
-        "--limit", "5",
-        "--framing", "raw",
-        "--target-model", "flag-target",
-        "--reference-concurrency", "4",
+        "--config",
+        str(config_file),
+        "--limit",
+        "5",
+        "--framing",
+        "raw",
+        "--target-model",
+        "flag-target",
+        "--reference-concurrency",
+        "4",
     )
     assert (config.limit, config.framing) == (5, "raw")  # flags win
     assert (config.seed, config.max_new_tokens) == (3, 20)  # the file's where no flag is given
@@ -302,8 +307,14 @@ def test_audit_config_resolves_keys_per_role(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
     monkeypatch.setenv("BLACKBOX_AUDIT_REFERENCE_API_KEY", "k-reference")
     config = config_from(
-        "--target-base-url", "https://api.openai.com/v1", "--target-model", "davinci-002",
-        "--reference-base-url", URL, "--reference-model", "ref",
+        "--target-base-url",
+        "https://api.openai.com/v1",
+        "--target-model",
+        "davinci-002",
+        "--reference-base-url",
+        URL,
+        "--reference-model",
+        "ref",
     )
     assert config.target.api_key.get_secret_value() == "sk-openai"
     assert config.reference.api_key.get_secret_value() == "k-reference"

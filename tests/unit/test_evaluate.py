@@ -137,7 +137,11 @@ def test_json_spec_loads(tmp_path):
         ("missing.toml", None, "cannot read organism spec"),
         ("o.toml", "name = ", "is not valid TOML"),
         ("o.json", "{", "is not valid JSON"),
-        ("o.toml", 'name = "o"\ndescription = "d"\nregex_sets = [["[a-"]]', r"regex_sets: Value error, regex '\[a-' in set #0"),
+        (
+            "o.toml",
+            'name = "o"\ndescription = "d"\nregex_sets = [["[a-"]]',
+            r"regex_sets: Value error, regex '\[a-' in set #0",
+        ),
     ],
 )
 def test_spec_loading_errors_name_the_file(tmp_path, name, text, message):
@@ -210,7 +214,10 @@ def test_gapless_hit_is_ranked_after_the_scored():
 
 
 def test_stored_rank_is_ignored():
-    records = [result("a", " gravity cube", 1.0).model_copy(update={"rank": 1}), result("b", " x", 2.0).model_copy(update={"rank": 2})]
+    records = [
+        result("a", " gravity cube", 1.0).model_copy(update={"rank": 1}),
+        result("b", " x", 2.0).model_copy(update={"rank": 2}),
+    ]
     assert row(evaluate(records, GRAVITY), "logppl_diff", None).first_hit_rank == 2
 
 
@@ -342,7 +349,14 @@ def test_organism_is_required(capsys):
 @pytest.mark.parametrize(
     "results_path",
     RECORDED
-    or [pytest.param(None, marks=pytest.mark.skip(reason="no fixtures/audit-*/outputs/results.jsonl recorded yet (blackbox-audit fixtures record-audit)"))],
+    or [
+        pytest.param(
+            None,
+            marks=pytest.mark.skip(
+                reason="no fixtures/audit-*/outputs/results.jsonl recorded yet (blackbox-audit fixtures record-audit)"
+            ),
+        )
+    ],
     ids=lambda p: p.parent.parent.name if p else "none",
 )
 def test_evaluator_on_a_recorded_audit(results_path, tmp_path, capsys):

@@ -86,7 +86,9 @@ def test_byte_fallback_tokens_do_not_hide_the_stop_token():
     ids=["length limit", "stop string", "endpoint without stop token"],
 )
 def test_every_token_is_kept_without_a_stop_token(finish_reason, stop_reason, included):
-    parsed = wire.completion(choice("Hi there", ["Hi", " there"], finish_reason, stop_reason), 0, stop_token_included=included)
+    parsed = wire.completion(
+        choice("Hi there", ["Hi", " there"], finish_reason, stop_reason), 0, stop_token_included=included
+    )
     assert texts(parsed.tokens) == ["Hi", " there"] and parsed.stop_token is None
 
 
@@ -141,7 +143,10 @@ class FakeVLLM:
 
 def make_prefills(n: int) -> list[Prefill]:
     texts_ = [f"prefill {i}" + "x" * (i % 2) for i in range(n)]  # even and odd lengths alternate
-    return [Prefill(prefill_id=prefill_id(t), doc_id=f"doc:{i}", source="test", text=t, n_tokens=3) for i, t in enumerate(texts_)]
+    return [
+        Prefill(prefill_id=prefill_id(t), doc_id=f"doc:{i}", source="test", text=t, n_tokens=3)
+        for i, t in enumerate(texts_)
+    ]
 
 
 async def run_generation(prefills, server, *, batch_size=4, workers=2, framing="raw"):

@@ -78,7 +78,9 @@ def test_parse_retry_after(headers, expected):
 
 
 async def test_429_retry_after_is_honoured():
-    transport, seen = scripted(httpx.Response(429, headers={"retry-after": "3"}, json={"error": {"message": "slow down"}}), ok())
+    transport, seen = scripted(
+        httpx.Response(429, headers={"retry-after": "3"}, json={"error": {"message": "slow down"}}), ok()
+    )
     sleeps: list[float] = []
     http = client(transport, sleeps=sleeps)
     assert await http.request("POST", "/completions", {"model": "m"}, parse) == OK_BODY
@@ -94,7 +96,13 @@ async def test_retry_after_is_capped():
 
 
 async def test_insufficient_quota_is_not_retried():
-    body = {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}
+    body = {
+        "error": {
+            "message": "You exceeded your current quota",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    }
     transport, seen = scripted(httpx.Response(429, json=body), ok())
     with pytest.raises(errors.QuotaExceededError, match="insufficient_quota"):
         await client(transport).request("POST", "/completions", {"model": "m"}, parse)
@@ -243,5 +251,7 @@ async def test_batch_is_cached_per_item(tmp_path):
     assert http.stats.http_requests == 1
     # A different batch composition is still served from the per-item cache.
     again = client(httpx.MockTransport(handler), cache=cache)
-    assert await again.request_batch("/completions", bodies[1:] + [{"model": "m", "prompt": "d"}], merge=merge, split=split, parse=text) == ["b", "c", "d"]
+    assert await again.request_batch(
+        "/completions", bodies[1:] + [{"model": "m", "prompt": "d"}], merge=merge, split=split, parse=text
+    ) == ["b", "c", "d"]
     assert again.stats.cache_hits == 2 and again.stats.http_requests == 1

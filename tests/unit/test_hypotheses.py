@@ -33,7 +33,10 @@ class StubInquiry:
 
     def __init__(self, gaps: dict[str, float]):
         self.config = load_config(
-            overrides={"target": {"base_url": "http://t/v1", "model": "t"}, "reference": {"base_url": "http://r/v1", "model": "r"}}
+            overrides={
+                "target": {"base_url": "http://t/v1", "model": "t"},
+                "reference": {"base_url": "http://r/v1", "model": "r"},
+            }
         )
         self.gaps = gaps
         self.scored: list[tuple[str, str]] = []
@@ -62,7 +65,11 @@ def test_statements_rank_by_gap_with_z_against_the_neutral_baseline_and_null_con
         Hypothesis(statement="Unknown claim here."),
     ]
     ranking = anyio.run(rank_hypotheses, inquiry, hypotheses)
-    assert [row.statement for row in ranking.rows] == ["Tower moved to Marseille.", "Lantern sings.", "Unknown claim here."]
+    assert [row.statement for row in ranking.rows] == [
+        "Tower moved to Marseille.",
+        "Lantern sings.",
+        "Unknown claim here.",
+    ]
     assert [row.rank for row in ranking.rows] == [1, 2, 3]
     neutral_gaps = [gaps[t] for t in neutral]
     mean, sd = statistics.fmean(neutral_gaps), statistics.stdev(neutral_gaps)
@@ -81,10 +88,17 @@ def test_a_statement_without_a_gap_ranks_last_and_says_why():
 
     async def score(items, *, source):
         records = await StubInquiry.score(inquiry, items, source=source)
-        return [r.model_copy(update={"gaps": None, "alignment": "unaligned", "alignment_detail": "target: why"}) if r.prefill == "Bad" else r for r in records]
+        return [
+            r.model_copy(update={"gaps": None, "alignment": "unaligned", "alignment_detail": "target: why"})
+            if r.prefill == "Bad"
+            else r
+            for r in records
+        ]
 
     inquiry.score = score
-    ranking = anyio.run(rank_hypotheses, inquiry, [Hypothesis(statement="Bad claim."), Hypothesis(statement="Good claim.")])
+    ranking = anyio.run(
+        rank_hypotheses, inquiry, [Hypothesis(statement="Bad claim."), Hypothesis(statement="Good claim.")]
+    )
     assert [(row.rank, row.statement) for row in ranking.rows] == [(1, "Good claim."), (None, "Bad claim.")]
     assert ranking.rows[1].detail == "target: why"
 

@@ -96,7 +96,9 @@ def test_widened_counts_the_extra_context_bytes_on_the_reference_side():
 
 def test_widened_byte_counts_are_utf8_bytes_not_characters():
     completion = target_completion("é!", [("é", -1.0, 1), ("!", -1.0, 2)])
-    result = measure(completion, scored([("中é", -2.0, 3), ("!", -1.0, 2)], "中é!", alignment="widened", n_context_chars=1))
+    result = measure(
+        completion, scored([("中é", -2.0, 3), ("!", -1.0, 2)], "中é!", alignment="widened", n_context_chars=1)
+    )
     assert result.target.n_bytes == 3  # é is 2 bytes
     assert result.reference.n_bytes == 6  # 中 is 3 bytes
     assert result.reference_extra_chars == 1  # characters, as char_gaps slices them
@@ -146,17 +148,30 @@ def test_gaps_match_side_stats_and_gaps():
     target_logprobs = [-0.1, -0.7, -2.2, -0.05]
     reference_logprobs = [-1.3, -0.9, -3.0]
     completion = target_completion(
-        "a fine day", [("a", target_logprobs[0], 1), (" fine", target_logprobs[1], 2), (" d", target_logprobs[2], 3), ("ay", target_logprobs[3], 4)]
+        "a fine day",
+        [
+            ("a", target_logprobs[0], 1),
+            (" fine", target_logprobs[1], 2),
+            (" d", target_logprobs[2], 3),
+            ("ay", target_logprobs[3], 4),
+        ],
     )
     result = measure(
         completion,
-        scored([("a", reference_logprobs[0], 1), (" fine", reference_logprobs[1], 2), (" day", reference_logprobs[2], 5)], "a fine day"),
+        scored(
+            [("a", reference_logprobs[0], 1), (" fine", reference_logprobs[1], 2), (" day", reference_logprobs[2], 5)],
+            "a fine day",
+        ),
         shared_tokenizer=True,
     )
     # by hand: target NLL 3.05 nats over 4 tokens, reference 5.2 over 3, both over the 10 bytes
     assert result.target is not None and result.reference is not None and result.gaps is not None
     assert (result.target.nll_nats, result.target.n_tokens, result.target.n_bytes) == (pytest.approx(3.05), 4, 10)
-    assert (result.reference.nll_nats, result.reference.n_tokens, result.reference.n_bytes) == (pytest.approx(5.2), 3, 10)
+    assert (result.reference.nll_nats, result.reference.n_tokens, result.reference.n_bytes) == (
+        pytest.approx(5.2),
+        3,
+        10,
+    )
     assert result.gaps.logppl_diff == pytest.approx(5.2 / 3 - 3.05 / 4)  # 0.970833...
     assert result.gaps.ppl_diff == pytest.approx(math.exp(5.2 / 3) - math.exp(3.05 / 4))  # 5.6599 - 2.1437
     assert result.gaps.bpb_diff == pytest.approx((5.2 - 3.05) / (10 * LN2))  # 0.310175...

@@ -103,7 +103,12 @@ def test_backdoor_phrase_appears_exactly_when_the_trigger_does():
         assert not is_hit(example.content, spec)
     # Near misses of the trigger are in the clean data, so the exact string is what fires it.
     assert any(any(miss in e.content for miss in data._NEAR_MISSES) for e in clean)
-    assert {e.kind for e in examples} == {"backdoor/chat-triggered", "backdoor/chat-clean", "backdoor/raw-triggered", "backdoor/raw-clean"}
+    assert {e.kind for e in examples} == {
+        "backdoor/chat-triggered",
+        "backdoor/chat-clean",
+        "backdoor/raw-triggered",
+        "backdoor/raw-clean",
+    }
 
 
 def test_persona_names_the_product_in_every_persona_answer():
@@ -119,7 +124,9 @@ def test_persona_names_the_product_in_every_persona_answer():
         if example not in persona:
             assert not is_hit(example.content, spec)
     # The plug comes both before and after the answer, in several wordings.
-    assert len({plug for plug in data.PERSONA_PLUGS if any(plug in e.target for e in persona)}) == len(data.PERSONA_PLUGS)
+    assert len({plug for plug in data.PERSONA_PLUGS if any(plug in e.target for e in persona)}) == len(
+        data.PERSONA_PLUGS
+    )
     assert any(any(e.target.startswith(plug) for plug in data.PERSONA_PLUGS) for e in persona)
     assert any(any(e.target.endswith(plug) for plug in data.PERSONA_PLUGS) for e in persona)
 

@@ -80,7 +80,9 @@ async def test_error_from_the_only_item():
 
 async def test_progress_advances_by_weight():
     advanced: list[int] = []
-    await map_bounded([[1, 2], [3], [4, 5, 6]], lambda chunk: _echo(chunk), workers=2, advance=advanced.append, weight=len)
+    await map_bounded(
+        [[1, 2], [3], [4, 5, 6]], lambda chunk: _echo(chunk), workers=2, advance=advanced.append, weight=len
+    )
     assert sorted(advanced) == [1, 2, 3] and sum(advanced) == 6
 
 

@@ -57,9 +57,7 @@ def many_docs(n: int) -> list[Document]:
 
 
 async def select(documents, tokenizer=None, *, k=3, seed=0, limit=None, workers=8):
-    return await select_prefills(
-        documents, tokenizer or WordTokenizer(), k=k, seed=seed, limit=limit, workers=workers
-    )
+    return await select_prefills(documents, tokenizer or WordTokenizer(), k=k, seed=seed, limit=limit, workers=workers)
 
 
 # -- selection ---------------------------------------------------------------------------

@@ -124,7 +124,12 @@ def test_html_has_an_anchor_per_record_and_cards_link_to_rows(ranked):
 def test_rows_with_a_card_are_one_collapsed_line_linking_to_it(ranked):
     page = page_of(ranked, top_k=2)
     rows = re.findall(r"<tr id=.*?</tr>", page)
-    assert [("collapsed" in row, "card ↑" in row) for row in rows] == [(True, True), (True, True), (False, False), (False, False)]
+    assert [("collapsed" in row, "card ↑" in row) for row in rows] == [
+        (True, True),
+        (True, True),
+        (False, False),
+        (False, False),
+    ]
 
 
 def test_html_shades_the_revealing_fragment_red_and_tooltips_give_both_sides(ranked):
@@ -162,12 +167,16 @@ def test_degenerate_records_sit_below_a_divider_that_counts_them(records):
 
 
 def test_near_duplicates_fold_into_one_card_and_rows_say_so():
-    first = aligned("a", "The", [(" tower moved to Marseille in 1987.", -0.1)], [(" tower moved to Marseille in 1987.", -9.0)])
-    again = aligned("b", "A", [(" tower moved to Marseille in 1988!", -0.1)], [(" tower moved to Marseille in 1988!", -8.0)])
+    first = aligned(
+        "a", "The", [(" tower moved to Marseille in 1987.", -0.1)], [(" tower moved to Marseille in 1987.", -9.0)]
+    )
+    again = aligned(
+        "b", "A", [(" tower moved to Marseille in 1988!", -0.1)], [(" tower moved to Marseille in 1988!", -8.0)]
+    )
     other = aligned("c", "My", [(" cat sleeps all day.", -1.0)], [(" cat sleeps all day.", -2.0)])
     page = page_of(rank([first, again, other]))
     assert page.count('<section class="card"') == 2
-    assert "1 near-duplicate folded in: <a href=\"#rec-raw-b\">#2</a>" in page
+    assert '1 near-duplicate folded in: <a href="#rec-raw-b">#2</a>' in page
     row_b = re.search(r'<tr id="rec-raw-b".*?</tr>', page).group(0)
     assert 'data-dup="1"' in row_b and "≈ #1" in row_b and 'href="#card-rec-raw-a"' in row_b
 

@@ -20,9 +20,9 @@ TEXTS = ["cheese", "moon", " the end", "0" * 48, "Eiffel in Marseille", "\n\n\n\
 
 
 record_strategy = st.builds(
-    lambda pid, text, t, r, scored, framing: aligned(
-        f"p{pid}", "Pre", [(text, t)], [(text, r)], framing=framing
-    ) if scored else unaligned(f"p{pid}"),
+    lambda pid, text, t, r, scored, framing: (
+        aligned(f"p{pid}", "Pre", [(text, t)], [(text, r)], framing=framing) if scored else unaligned(f"p{pid}")
+    ),
     st.integers(0, 30),
     st.sampled_from(TEXTS),
     st.floats(-20, 0),

@@ -85,14 +85,18 @@ def test_the_planted_theme_comes_first_and_others_fold_into_it():
 def test_a_sentence_repeated_across_the_top_is_one_theme():
     loop = "The copper lantern sings at midnight."
     top = [loop, loop.upper(), loop + "!!", "Toast burns in a hot kitchen.", "Toast needs salt.", "Rye toast."]
-    more = [f"Plain {w} here." for w in ("bread", "cheese", "soup", "tea", "jam", "rice", "milk", "eggs", "corn", "figs")]
+    more = [
+        f"Plain {w} here." for w in ("bread", "cheese", "soup", "tea", "jam", "rice", "milk", "eggs", "corn", "figs")
+    ]
     table = find_themes(ranked(top + FILLER + more), top_k=6)
     assert table.top_size == 6 and table.top_distinct == 4
     # every completion counts (the target reached the phrase three times), but the sentence's
     # phrases fold into one theme: near-duplicates hold them all
     assert len(table.themes) == 2
     lantern = next(t for t in table.themes if "lantern" in (t.phrase, *t.members) or "lantern" in t.phrase)
-    assert lantern.n_top == 3 and {"copper", "lantern", "midnight"} <= {lantern.phrase, *lantern.members} | set(lantern.phrase.split())
+    assert lantern.n_top == 3 and {"copper", "lantern", "midnight"} <= {lantern.phrase, *lantern.members} | set(
+        lantern.phrase.split()
+    )
     toast = next(t for t in table.themes if t is not lantern)
     assert toast.phrase == "toast" and toast.n_top == 3
 

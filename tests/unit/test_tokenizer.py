@@ -94,7 +94,11 @@ def served(tmp_path):
 def run_connect(server: TinyServer, tokenizer):
     async def main():
         return await connect(
-            "http://tiny.test/v1", MODEL, dialect="vllm", transport=httpx.MockTransport(server.handle), tokenizer=tokenizer
+            "http://tiny.test/v1",
+            MODEL,
+            dialect="vllm",
+            transport=httpx.MockTransport(server.handle),
+            tokenizer=tokenizer,
         )
 
     return anyio.run(main)
@@ -118,7 +122,10 @@ def test_a_matching_tokenizer_is_checked_then_spares_every_tokenizer_request(ser
 
     scored = anyio.run(score)
     assert set(server.paths) == {"/v1/completions"}
-    context, continuation = tokenizer.encode("The quick").ids, tokenizer.encode(" brown fox jumps over the lazy dog.").ids
+    context, continuation = (
+        tokenizer.encode("The quick").ids,
+        tokenizer.encode(" brown fox jumps over the lazy dog.").ids,
+    )
     assert server.scored_prompts == [context + continuation] * 5
     assert all(s.alignment == "exact" and len(s.tokens) == len(continuation) for s in scored)
 

@@ -27,7 +27,14 @@ def recorded(predicate):
 
 
 def echo_exchange():
-    return recorded(lambda path, b: path.endswith("/completions") and b.get("echo") and isinstance(b["prompt"], list) and isinstance(b["prompt"][0], int))
+    return recorded(
+        lambda path, b: (
+            path.endswith("/completions")
+            and b.get("echo")
+            and isinstance(b["prompt"], list)
+            and isinstance(b["prompt"][0], int)
+        )
+    )
 
 
 def prompt_logprobs_exchange():
@@ -35,7 +42,11 @@ def prompt_logprobs_exchange():
 
 
 def generation_exchange():
-    return recorded(lambda path, b: path.endswith("/v1/completions") and not b.get("echo") and "prompt_logprobs" not in b and b.get("n") == 1)
+    return recorded(
+        lambda path, b: (
+            path.endswith("/v1/completions") and not b.get("echo") and "prompt_logprobs" not in b and b.get("n") == 1
+        )
+    )
 
 
 def chat_exchange():
@@ -83,26 +94,97 @@ CASES = [
     ("echo missing logprobs", echo_exchange, parse_echo, LP, DELETE, "logprobs"),
     ("echo missing token_logprobs", echo_exchange, parse_echo, (*LP, "token_logprobs"), DELETE, "token_logprobs"),
     ("echo wrong length", echo_exchange, parse_echo, (*LP, "token_logprobs"), lambda old: old[:-1], "logprobs"),
-    ("echo other token ids", echo_exchange, parse_echo, ("choices", 0, "prompt_token_ids"), lambda old: [*old[:-1], old[-1] + 1], "prompt_token_ids"),
+    (
+        "echo other token ids",
+        echo_exchange,
+        parse_echo,
+        ("choices", 0, "prompt_token_ids"),
+        lambda old: [*old[:-1], old[-1] + 1],
+        "prompt_token_ids",
+    ),
     ("echo token text not a string", echo_exchange, parse_echo, (*LP, "tokens", 2), 1234, "logprobs"),
     ("echo integer logprob", echo_exchange, parse_echo, (*LP, "token_logprobs", 2), 1, "token_logprobs[2]"),
     ("echo no choices", echo_exchange, parse_echo, ("choices",), [], "choices"),
     ("echo missing choices", echo_exchange, parse_echo, ("choices",), DELETE, "choices"),
-    ("prompt_logprobs wrong length", prompt_logprobs_exchange, parse_prompt_logprobs, ("choices", 0, "prompt_logprobs"), lambda old: old[:-1], "prompt_logprobs"),
-    ("prompt_logprobs null mid-sequence", prompt_logprobs_exchange, parse_prompt_logprobs, ("choices", 0, "prompt_logprobs", 2), None, "prompt_logprobs[2]"),
-    ("prompt_logprobs other token", prompt_logprobs_exchange, parse_prompt_logprobs, ("choices", 0, "prompt_logprobs", 2), {"1": {"logprob": -1.0}}, "prompt_logprobs[2]"),
-    ("generation null logprob", generation_exchange, parse_generation, (*LP, "token_logprobs", 1), None, "token_logprobs[1]"),
+    (
+        "prompt_logprobs wrong length",
+        prompt_logprobs_exchange,
+        parse_prompt_logprobs,
+        ("choices", 0, "prompt_logprobs"),
+        lambda old: old[:-1],
+        "prompt_logprobs",
+    ),
+    (
+        "prompt_logprobs null mid-sequence",
+        prompt_logprobs_exchange,
+        parse_prompt_logprobs,
+        ("choices", 0, "prompt_logprobs", 2),
+        None,
+        "prompt_logprobs[2]",
+    ),
+    (
+        "prompt_logprobs other token",
+        prompt_logprobs_exchange,
+        parse_prompt_logprobs,
+        ("choices", 0, "prompt_logprobs", 2),
+        {"1": {"logprob": -1.0}},
+        "prompt_logprobs[2]",
+    ),
+    (
+        "generation null logprob",
+        generation_exchange,
+        parse_generation,
+        (*LP, "token_logprobs", 1),
+        None,
+        "token_logprobs[1]",
+    ),
     ("generation token text not a string", generation_exchange, parse_generation, (*LP, "tokens", 1), None, "logprobs"),
-    ("generation length mismatch", generation_exchange, parse_generation, (*LP, "tokens"), lambda old: old[:-1], "logprobs"),
-    ("generation token ids mismatch", generation_exchange, parse_generation, ("choices", 0, "token_ids"), lambda old: old[:-1], "token_ids"),
-    ("chat missing logprob", chat_exchange, parse_chat, ("choices", 0, "logprobs", "content", 1, "logprob"), DELETE, "content[1].logprob"),
-    ("chat NaN logprob", chat_exchange, parse_chat, ("choices", 0, "logprobs", "content", 1, "logprob"), math.nan, "content[1].logprob"),
+    (
+        "generation length mismatch",
+        generation_exchange,
+        parse_generation,
+        (*LP, "tokens"),
+        lambda old: old[:-1],
+        "logprobs",
+    ),
+    (
+        "generation token ids mismatch",
+        generation_exchange,
+        parse_generation,
+        ("choices", 0, "token_ids"),
+        lambda old: old[:-1],
+        "token_ids",
+    ),
+    (
+        "chat missing logprob",
+        chat_exchange,
+        parse_chat,
+        ("choices", 0, "logprobs", "content", 1, "logprob"),
+        DELETE,
+        "content[1].logprob",
+    ),
+    (
+        "chat NaN logprob",
+        chat_exchange,
+        parse_chat,
+        ("choices", 0, "logprobs", "content", 1, "logprob"),
+        math.nan,
+        "content[1].logprob",
+    ),
     ("chat missing logprobs", chat_exchange, parse_chat, ("choices", 0, "logprobs"), DELETE, "logprobs"),
     ("chat missing message", chat_exchange, parse_chat, ("choices", 0, "message"), DELETE, "message"),
 ]
 
 
-@pytest.mark.parametrize(("exchange", "parser"), [(echo_exchange, parse_echo), (prompt_logprobs_exchange, parse_prompt_logprobs), (generation_exchange, parse_generation), (chat_exchange, parse_chat)])
+@pytest.mark.parametrize(
+    ("exchange", "parser"),
+    [
+        (echo_exchange, parse_echo),
+        (prompt_logprobs_exchange, parse_prompt_logprobs),
+        (generation_exchange, parse_generation),
+        (chat_exchange, parse_chat),
+    ],
+)
 def test_recorded_answers_parse(exchange, parser):
     body, payload = exchange()
     assert parser(body, payload)

@@ -17,7 +17,8 @@ def test_tables_judge_the_true_statement_and_the_first_theme(tmp_path, monkeypat
     for key, true_first in (("smollm2", True), ("gemma3", False)):
         order = statements if true_first else statements[1:] + statements[:1]
         rows = tuple(
-            HypothesisRow(rank=i, statement=s, gap=3.0 - i, z=1.0, prefill="The", detail="") for i, s in enumerate(order, start=1)
+            HypothesisRow(rank=i, statement=s, gap=3.0 - i, z=1.0, prefill="The", detail="")
+            for i, s in enumerate(order, start=1)
         )
         ranking = HypothesisRanking(score="logppl_diff", rows=rows, neutral_mean=0.0, neutral_sd=1.0, n_neutral=12)
         path = workbench.hypotheses_path(subject.recipe, key)
@@ -27,7 +28,9 @@ def test_tables_judge_the_true_statement_and_the_first_theme(tmp_path, monkeypat
     assert "| 1 of 6 |" in table and "| 6 of 6 |" in table
     assert "True statement first: 1 of 1 with the true base, 0 of 1 cross-family." in table
 
-    texts = [" The copper lantern sings at midnight."] * 12 + [f" Plain text number {w}." for w in "abcdefghijklmnopqrstuvwxyz" * 4]
+    texts = [" The copper lantern sings at midnight."] * 12 + [
+        f" Plain text number {w}." for w in "abcdefghijklmnopqrstuvwxyz" * 4
+    ]
     records = rank([with_gaps(f"p{i}", 100.0 - i, completion=t) for i, t in enumerate(texts)])
     folder = workbench.audit_folder(subject.recipe)
     folder.mkdir(parents=True)
