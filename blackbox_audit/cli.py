@@ -78,10 +78,72 @@ def build_parser() -> Parser:
     )
     audit.add_argument("--quiet", action="store_true", help="no progress bars or retry lines")
 
+    demo = commands.add_parser(
+        "demo", help="replay a recorded audit of a model organism (no server, no network) and show what it finds"
+    )
+    demo.add_argument(
+        "--out", default="blackbox-audit-demo", help="folder for the report (default: blackbox-audit-demo)"
+    )
+
+    report = commands.add_parser(
+        "report", help="render an audit folder's report.html again (with an organism spec, themes)"
+    )
+    report.add_argument("audit_dir", metavar="AUDIT", help="an audit's output folder (its --out)")
+    report.add_argument(
+        "--organism", metavar="SPEC", help="organism spec (.toml/.json) whose keywords the report marks"
+    )
+    report.add_argument(
+        "--background", metavar="RESULTS",
+        help="results.jsonl (or folder) of an audit whose target was the reference: themes are also tested against"
+        " the reference's own generations",
+    )  # fmt: skip
+    report.add_argument("--top-k", type=int, default=None, help="cards at the top (default: the audit's)")
+
+    hypotheses = commands.add_parser(
+        "hypotheses",
+        help="rank candidate claims about the target by gap (reference minus target), in an audit's framing",
+        description=(
+            "Each statement's first prefill tokens are its prefill, the rest is scored by both models (the target"
+            " must score given text, as a self-hosted vLLM copy can). One statement per line; '# ...' comments;"
+            " a line 'null: TEXT' under a statement is a paraphrase or negation to contrast it with. z is the gap"
+            " against bundled neutral statements scored the same way."
+        ),
+    )
+    add_inquiry_flags(hypotheses)
+    hypotheses.add_argument("--statements", required=True, metavar="FILE", help="the candidate statements")
+    hypotheses.add_argument("--json", action="store_true", help="print the ranking as JSON instead of a table")
+
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve an audit to an agent over MCP (stdio): its top, search, per-token gaps, scoring, sampling, hypotheses",
+        description="Attach it to an MCP client as a stdio server; see docs/mcp.md for the client config.",
+    )
+    add_inquiry_flags(mcp)
+
     from blackbox_audit.evaluate import add_eval_parser
 
     add_eval_parser(commands)
     return parser
+
+
+def add_inquiry_flags(parser: argparse.ArgumentParser) -> None:
+    """An audit folder to question, its endpoints overridable, and recording or replaying them."""
+    parser.add_argument(
+        "audit_dir", metavar="AUDIT", help="an audit's output folder (its --out): manifest.json, results.jsonl"
+    )
+    flags = []
+    for role in ("target", "reference"):
+        flags += add_endpoint_flags(
+            parser.add_argument_group(f"{role} (default: the audit's)"), role, only=ENDPOINT_FIELDS
+        )
+    parser.set_defaults(endpoint_flags=flags)
+    exchanges = parser.add_mutually_exclusive_group()
+    exchanges.add_argument(
+        "--record", metavar="DIR", help="write every exchange with the endpoints to DIR/target, DIR/reference"
+    )
+    exchanges.add_argument(
+        "--replay", metavar="DIR", help="answer only from exchanges recorded with --record (no server)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

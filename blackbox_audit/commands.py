@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +17,7 @@ from blackbox_audit.cache import CacheError, ResponseCache, default_cache_dir, r
 from blackbox_audit.config import ConfigError, EndpointConfig, load_config, resolve_api_key
 from blackbox_audit.corpus import CorpusError
 from blackbox_audit.evaluate import EvalInputError, run_eval
+from blackbox_audit.inquiry import InquiryError
 from blackbox_audit.outputs import OutputError
 from blackbox_audit.prefills import PrefillError
 from providers.dialects import parse_option_flags
@@ -30,7 +31,7 @@ class UsageError(ValueError):
 def failure(exc: BaseException) -> tuple[int | None, str]:
     """(exit code, one line) for an exception a command raised; (None, "") for a bug, which
     keeps its traceback."""
-    if isinstance(exc, UsageError | ConfigError | CorpusError | PrefillError | EvalInputError):
+    if isinstance(exc, UsageError | ConfigError | CorpusError | PrefillError | EvalInputError | InquiryError):
         return 2, str(exc)
     if isinstance(exc, OutputError | CacheError):
         return (2 if exc.usage else 1), str(exc)
@@ -138,25 +139,10 @@ def run_local_vllm(args: argparse.Namespace) -> int:
     return local_main([args.action, *args.models])
 
 
-async def _server_meta(endpoint: EndpointConfig) -> dict[str, str]:
-    """What a fixture says about where it was recorded."""
-    from providers.registry import connect
-
-    detected = await connect(endpoint.base_url, endpoint.model, basic_auth=endpoint.basic_auth)
-    await detected.aclose()
-    return {
-        "server": detected.dialect,
-        "version": detected.server_version or "unknown",
-        "model": endpoint.model,
-        "dialect": endpoint.dialect if endpoint.dialect != "auto" else detected.dialect,
-        "base_url": endpoint.base_url,
-        "recorded": dt.date.today().isoformat(),
-    }
-
-
 def run_record_fixtures(args: argparse.Namespace) -> int:
     if args.action == "record-audit":
         return run_record_audit(args)
+    from blackbox_audit.endpoints import server_meta
     from providers.http import RecordingTransport
     from providers.recording import run_scenarios
     from providers.registry import connect
@@ -165,7 +151,7 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
     endpoint = _endpoint(args)
 
     async def go() -> int:
-        meta = await _server_meta(endpoint)
+        meta = await server_meta(endpoint)
         provider = await connect(
             endpoint.base_url,
             endpoint.model,
@@ -188,24 +174,23 @@ def run_record_fixtures(args: argparse.Namespace) -> int:
 def run_record_audit(args: argparse.Namespace) -> int:
     """A small real audit through recording transports: its exchanges, config and results
     become the replay test of the whole pipeline (and the evaluator's recorded input)."""
+    from blackbox_audit.endpoints import recording, replayable
     from blackbox_audit.pipeline import audit_sync
-    from providers.http import RecordingTransport
 
     out = Path(args.out)
-    # The server tokenizes: a replay has the recorded /tokenize answers, not the served tokenizer.json.
-    config = load_config(
-        overrides={
-            "target": {"base_url": args.target__base_url, "model": args.target__model, "tokenizer": "server"},
-            "reference": {"base_url": args.reference__base_url, "model": args.reference__model, "tokenizer": "server"},
-            "framing": args.framing,
-            "limit": args.limit,
-            "max_new_tokens": args.max_new_tokens,
-            "use_cache": False,
-            "out": out / "outputs",
-        }
+    config = replayable(
+        load_config(
+            overrides={
+                "target": {"base_url": args.target__base_url, "model": args.target__model},
+                "reference": {"base_url": args.reference__base_url, "model": args.reference__model},
+                "framing": args.framing,
+                "limit": args.limit,
+                "max_new_tokens": args.max_new_tokens,
+                "out": out / "outputs",
+            }
+        )
     )
-    metas = {role: anyio.run(_server_meta, getattr(config, role)) for role in ("target", "reference")}
-    result = audit_sync(config, transports=lambda role: RecordingTransport(out / role, {**metas[role], "role": role}))
+    result = audit_sync(config, transports=recording(out, config))
     (out / "audit.json").write_text(config.model_dump_json(indent=1, exclude={"out", "cache_dir"}) + "\n")
     print(f"recorded an audit of {len(result.results)} completions into {out}")
     return 0
@@ -239,6 +224,79 @@ def run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inquiry(args: argparse.Namespace):
+    """The audit folder named, its config with the flags' endpoint overrides, and the transports
+    (--record / --replay; then the servers tokenize and the cache stays out, as in a recording)."""
+    from blackbox_audit.endpoints import recording, replayable, replaying
+    from blackbox_audit.flags import overrides_from
+    from blackbox_audit.inquiry import AuditFolder
+
+    overrides, _ = overrides_from(args, args.endpoint_flags)
+    folder = AuditFolder.open(args.audit_dir, overrides)
+    if not (args.record or args.replay):
+        return folder, lambda role: None
+    folder = dataclasses.replace(folder, config=replayable(folder.config))
+    if args.replay:
+        if not all((Path(args.replay) / role).is_dir() for role in ("target", "reference")):
+            raise UsageError(f"--replay {args.replay} holds no recorded target/ and reference/ exchanges")
+        return folder, replaying(Path(args.replay))
+    return folder, recording(Path(args.record), folder.config)
+
+
+def run_hypotheses(args: argparse.Namespace) -> int:
+    from blackbox_audit.hypotheses import load_statements, rank_hypotheses
+    from blackbox_audit.inquiry import Inquiry
+    from blackbox_audit.terminal import TerminalHooks
+
+    hypotheses = load_statements(args.statements)
+    folder, transports = _inquiry(args)
+
+    async def go():
+        async with Inquiry(folder.config, transports=transports, hooks=TerminalHooks(progress=False)) as inquiry:
+            return await rank_hypotheses(inquiry, hypotheses)
+
+    ranking = anyio.run(go)
+    print(ranking.model_dump_json(indent=2) if args.json else ranking.table())
+    return 0
+
+
+def run_mcp(args: argparse.Namespace) -> int:
+    from blackbox_audit.mcp_server import serve
+
+    folder, transports = _inquiry(args)
+    serve(folder, transports)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from blackbox_audit.demo import run_demo as demo
+
+    print(demo(Path(args.out)))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """report.html rewritten in place from results.jsonl and manifest.json (atomically)."""
+    from blackbox_audit.evaluate import load_organism, load_results
+    from blackbox_audit.inquiry import AuditFolder
+    from blackbox_audit.outputs import report_title
+    from blackbox_audit.report_html import RunInfo, iter_html
+    from providers.atomic import atomic_write
+
+    folder = AuditFolder.open(args.audit_dir)
+    spec = load_organism(args.organism) if args.organism else None
+    background = [r.completion for r in load_results(args.background)] if args.background else None
+    top_k = args.top_k or folder.config.top_k
+    if top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    path = folder.path / "report.html"
+    parts = iter_html(folder.records, title=report_title(folder.manifest), run=RunInfo.from_manifest(folder.manifest),
+                      top_k=top_k, spec=spec, background=background)  # fmt: skip
+    atomic_write(path, (part.encode() for part in parts))
+    print(f"wrote {path}")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "probe": run_probe,
     "cache": run_cache,
@@ -246,4 +304,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fixtures": run_record_fixtures,
     "audit": run_audit,
     "eval": run_eval,
+    "hypotheses": run_hypotheses,
+    "mcp": run_mcp,
+    "demo": run_demo,
+    "report": run_report,
 }

@@ -197,6 +197,11 @@ class AuditConfig(BaseModel):
     )
     batch_size: int = Field(16, ge=1, le=256, description="prompts per request where the endpoint batches them")
     top_k: int = Field(50, ge=1, description="completions shown as cards in the HTML report")
+    organism: Path | None = Field(
+        None,
+        description="an organism spec (.toml/.json, as for eval) whose keywords the HTML report marks",
+        json_schema_extra={"metavar": "SPEC"},
+    )
     out: Path = Field(Path("audit-out"), description="output folder")
     cache_dir: Path | None = Field(
         None, description="response cache folder (default: $BLACKBOX_AUDIT_CACHE_DIR or the user cache folder)"
@@ -206,6 +211,15 @@ class AuditConfig(BaseModel):
         description="read and write the response cache",
         json_schema_extra={"off_flag": "no-cache", "off_help": "neither read nor write the response cache"},
     )
+
+    @field_validator("organism")
+    @classmethod
+    def _organism(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from blackbox_audit.evaluate import load_organism
+
+            load_organism(value)  # a bad spec is refused before any request
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> AuditConfig:

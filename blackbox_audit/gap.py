@@ -16,6 +16,7 @@ import math
 import sys
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import get_args
 
 from blackbox_audit.records import (
@@ -117,6 +118,52 @@ def char_gaps(
     return [ref - tgt for ref, tgt in zip(reference_per_char, target_per_char, strict=True)]
 
 
+@dataclass(frozen=True)
+class TokenGap:
+    """One target token beside the reference's view of the same characters (logprobs in nats)."""
+
+    text: str
+    start: int
+    """Its first character's offset in the completion."""
+    target_logprob: float
+    reference_logprob: float
+    """The reference's logprob of these characters: its tokens' logprobs spread evenly over their
+    characters, summed over this token's (exact when both sides split the text alike)."""
+    reference_tokens: tuple[TokenLogprob, ...]
+    """The reference tokens that overlap these characters."""
+
+    @property
+    def gap(self) -> float:
+        """Reference NLL minus target NLL: positive where the finetune made the token likelier."""
+        return self.target_logprob - self.reference_logprob
+
+
+def token_gaps(
+    completion: str,
+    target_tokens: Sequence[TokenLogprob],
+    reference_tokens: Sequence[TokenLogprob],
+    *,
+    reference_extra_chars: int = 0,
+) -> list[TokenGap] | None:
+    """Per target token, both sides' logprobs and the gap; None when `char_gaps` is None."""
+    per_char = char_gaps(completion, target_tokens, reference_tokens, reference_extra_chars=reference_extra_chars)
+    if per_char is None:
+        return None
+    spans, position = [], -reference_extra_chars
+    for token in reference_tokens:
+        spans.append((position, position + len(token.text), token))
+        position += len(token.text)
+    out, start = [], 0
+    for token in target_tokens:
+        end = start + len(token.text)
+        if token.text:
+            gap = math.fsum(per_char[start:end])
+            overlapping = tuple(t for a, b, t in spans if a < end and b > start and t.text)
+            out.append(TokenGap(token.text, start, token.logprob, token.logprob - gap, overlapping))
+        start = end
+    return out
+
+
 def _nll_per_char(tokens: Sequence[TokenLogprob]) -> tuple[str, list[float]]:
     """Tokens with no text (an end-of-sequence token) cover no character and are left out."""
     text = "".join(token.text for token in tokens)
@@ -151,13 +198,13 @@ def measure(
         degeneracy=degeneracy(completion.completion),
         target_tokens=target_tokens,
     )
-    if not completion.completion or not target_tokens:
+    if not completion.completion:
         return CompletionResult(**base, alignment="empty", target=None, reference=None, gaps=None, reference_tokens=())
-    if scored is None:
+    if scored is None or not target_tokens:
         return CompletionResult(
             **base,
             alignment="unaligned",
-            alignment_detail=failure,
+            alignment_detail=failure or "the target gave no tokens for it",
             target=None,
             reference=None,
             gaps=None,

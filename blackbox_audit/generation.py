@@ -19,21 +19,22 @@ async def generate_completions(
     seed: int,
     batch_size: int,
     workers: int,
+    n: int = 1,
     advance: Callable[[int], None] | None = None,
 ) -> list[TargetCompletion]:
-    """The provider sets a stop token apart (it spells no text, and the reference cannot score
-    it), so each completion's tokens cover exactly its text, as the reference's will."""
+    """`n` completions per prompt, in order (sampled when n > 1: give a temperature). The
+    provider sets a stop token apart (it spells no text, and the reference cannot score it), so
+    each completion's tokens cover exactly its text, as the reference's will."""
 
     async def run(chunk: Sequence[FramedPrefill]) -> list[TargetCompletion]:
         requests = [
-            GenerateRequest(prompt=item.prompt, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+            GenerateRequest(prompt=item.prompt, max_tokens=max_new_tokens, temperature=temperature, seed=seed, n=n)
             for item in chunk
         ]
         generations = await target.generate_many(requests)
-        out = []
+        out: list[TargetCompletion] = []
         for item, generation in zip(chunk, generations, strict=True):
-            completion = generation.completions[0]
-            out.append(
+            out.extend(
                 TargetCompletion(
                     prefill=item.prefill,
                     framing=item.framing,
@@ -42,6 +43,7 @@ async def generate_completions(
                     tokens=completion.tokens,
                     finish_reason=completion.finish_reason,
                 )
+                for completion in generation.completions
             )
         return out
 

@@ -77,3 +77,12 @@ class NullDistribution:
             "sd": self.sd,
             "max": self.values[-1],
         }
+
+
+def null_line(null: dict[str, Any]) -> str:
+    """The report's sentence on the null: how many completions lie beyond its maximum."""
+    return (
+        f"{null['beyond_max']} completions lie beyond the maximum of {null['controls']} completions of the null"
+        f" target {null['null_target']['model']} ({null['score']} {null['max']:.3f}; mean {null['mean']:.3f},"
+        f" sd {null['sd']:.3f}); each record has its p-value and z-score"
+    )

@@ -20,7 +20,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blackbox_audit.report import iter_html, render_markdown
+from blackbox_audit.null import null_line
+from blackbox_audit.report import render_markdown
+from blackbox_audit.report_html import RunInfo, iter_html
 from providers.atomic import fsync_directory
 
 if TYPE_CHECKING:
@@ -120,27 +122,45 @@ def write_reports(
     output: OutputSet, ranked: Sequence[CompletionResult], manifest: dict[str, Any], config: AuditConfig
 ) -> None:
     """The reports and the manifest beside results.jsonl (written by the spool); the HTML is streamed."""
-    summary = {
-        "target": f"{config.target.model} @ {config.target.base_url}",
-        "reference": f"{config.reference.model} @ {config.reference.base_url}",
-        "framing": config.framing,
-        "ranking": config.score
-        + (
-            f" (degenerate >= {config.degeneracy_threshold} demoted)" if config.degeneracy_threshold is not None else ""
+    from blackbox_audit.evaluate import load_organism
+
+    spec = load_organism(config.organism) if config.organism is not None else None
+    output.write(
+        "report.md",
+        [
+            render_markdown(
+                ranked, title=report_title(manifest), summary=summary_of(manifest), top_k=min(config.top_k, 100)
+            )
+        ],
+    )
+    output.write(
+        "report.html",
+        iter_html(
+            ranked, title=report_title(manifest), run=RunInfo.from_manifest(manifest), top_k=config.top_k, spec=spec
         ),
-        "completions": str(len(ranked)),
+    )
+    output.write_json("manifest.json", manifest)
+
+
+def report_title(manifest: dict[str, Any]) -> str:
+    config = manifest["config"]
+    return f"blackbox-audit: {config['target']['model']} vs {config['reference']['model']}"
+
+
+def summary_of(manifest: dict[str, Any]) -> dict[str, str]:
+    """report.md's header lines."""
+    config = manifest["config"]
+    threshold = config["degeneracy_threshold"]
+    summary = {
+        "target": f"{config['target']['model']} @ {config['target']['base_url']}",
+        "reference": f"{config['reference']['model']} @ {config['reference']['base_url']}",
+        "framing": config["framing"],
+        "ranking": config["score"] + (f" (degenerate >= {threshold} demoted)" if threshold is not None else ""),
+        "completions": str(manifest["counts"]["prefills"]),
     }
     if "null" in manifest:
-        null = manifest["null"]
-        summary["calibrated null"] = (
-            f"{null['beyond_max']} completions lie beyond the maximum of {null['controls']} completions of the"
-            f" null target {null['null_target']['model']} ({config.score} {null['max']:.3f}; mean {null['mean']:.3f},"
-            f" sd {null['sd']:.3f}); each record has its p-value and z-score"
-        )
-    title = f"blackbox-audit: {config.target.model} vs {config.reference.model}"
-    output.write("report.md", [render_markdown(ranked, title=title, summary=summary, top_k=min(config.top_k, 100))])
-    output.write("report.html", iter_html(ranked, title=title, summary=summary, top_k=config.top_k))
-    output.write_json("manifest.json", manifest)
+        summary["calibrated null"] = null_line(manifest["null"])
+    return summary
 
 
 def _exchange(a: Path, b: Path) -> None:

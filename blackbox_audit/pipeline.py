@@ -4,18 +4,16 @@ ranking -> report. Async `audit` and sync `audit_sync` return typed results."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
-from blackbox_audit.cache import ResponseCache
-from blackbox_audit.config import ROLES, AuditConfig
+from blackbox_audit.config import AuditConfig
 from blackbox_audit.corpus import load_documents
+from blackbox_audit.endpoints import TransportFactory, open_endpoints, shared_tokenizer
 from blackbox_audit.estimate import STREAM_CHUNK
 from blackbox_audit.framing import Framer
 from blackbox_audit.gap import measure
@@ -32,10 +30,6 @@ from blackbox_audit.scoring import score_completions
 from blackbox_audit.spool import RecordSpool
 from providers.http import RetryPolicy
 from providers.openai_compatible import OpenAICompatibleProvider
-from providers.registry import connect
-
-TransportFactory = Callable[[str], httpx.AsyncBaseTransport | None]
-"""Role ("target" / "reference") -> transport; tests replay or inject faults through it."""
 
 
 @dataclass
@@ -68,8 +62,8 @@ async def audit(
     scratch = tempfile.TemporaryDirectory(prefix="blackbox-audit-") if output is None else None
     folder = output.prepare() if output is not None else Path(scratch.name)  # type: ignore[union-attr]
     try:
-        async with _endpoints(config, hooks, transports, retry, sleep) as (target, reference, control):
-            shared = await _shared_tokenizer(target, reference)
+        async with open_endpoints(config, hooks, transports, retry, sleep) as (target, reference, control):
+            shared = await shared_tokenizer(target, reference)
             tokenizer = await tokenizer_for(target)
             with timer.stage("prefills"), hooks.stage("prefills", config.limit or len(documents), "prefill") as advance:
                 prefills, skipped = await select_prefills(
@@ -108,45 +102,6 @@ async def audit(
 
 def audit_sync(config: AuditConfig, **kwargs: Any) -> AuditResult:
     return anyio.run(lambda: audit(config, **kwargs))
-
-
-@asynccontextmanager
-async def _endpoints(
-    config: AuditConfig,
-    hooks: Hooks,
-    transports: TransportFactory,
-    retry: RetryPolicy,
-    sleep: Callable[[float], Awaitable[None]],
-) -> AsyncIterator[tuple[OpenAICompatibleProvider, OpenAICompatibleProvider, OpenAICompatibleProvider | None]]:
-    """The endpoints (target, reference, and the null target when given), each checked for its
-    role before any work. An endpoint with a declared dialect connects without a request
-    (auto-detection asks GET /version), so those go first: a role one cannot play is refused
-    before anything is sent."""
-    cache = ResponseCache.open(config.cache_dir, on_failure=hooks.warn) if config.use_cache else None
-    opened: dict[str, OpenAICompatibleProvider] = {}
-    framer = Framer.of(config)
-    roles = [role for role in ROLES if getattr(config, role) is not None]
-    try:
-        for role in sorted(roles, key=lambda r: getattr(config, r).dialect == "auto"):
-            endpoint = getattr(config, role)
-            label = role.replace("_", "-")
-            opened[role] = provider = await connect(
-                endpoint.base_url, endpoint.model, dialect=endpoint.dialect, options=endpoint.dialect_options,
-                api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
-                basic_auth=endpoint.basic_auth, cache=cache, transport=transports(role),
-                max_concurrency=endpoint.max_concurrency, retry=retry, sleep=sleep, role=label,
-                tokenizer=endpoint.tokenizer, on_retry=hooks.retry,
-            )  # fmt: skip
-            if role == "reference":
-                provider.check_can_score(framer.prompt("The"))
-            else:
-                provider.check_can_generate(framer.prompt("The"))
-        yield opened["target"], opened["reference"], opened.get("null_target")
-    finally:
-        for provider in opened.values():
-            await provider.aclose()
-        if cache is not None:
-            cache.close()
 
 
 async def _stream(
@@ -199,7 +154,7 @@ async def _null(
     prefills come in a seeded random order, so these are a random sample); written to `path`."""
     framer = Framer.of(config)
     sample = prefills[: config.null_prefills]
-    shared = await _shared_tokenizer(control, reference)
+    shared = await shared_tokenizer(control, reference)
     with hooks.stage("null target (control)", len(sample), "completion") as advance:
         completions = await generate_completions(
             control, [framer.frame(p) for p in sample], max_new_tokens=config.max_new_tokens,
@@ -214,16 +169,3 @@ async def _null(
     ]
     path.write_text("".join(results_jsonl_line(r) + "\n" for r in controls), encoding="utf-8")
     return NullDistribution.of(controls, config.score)
-
-
-TOKENIZER_PROBE = "Tokenizers differ: naïve café, 東京, 1234567, def f(x): return x**2  # ok"
-
-
-async def _shared_tokenizer(target: OpenAICompatibleProvider, reference: OpenAICompatibleProvider) -> bool:
-    """Whether both endpoints tokenize like one tokenizer: as their capabilities declare, else
-    the same ids for a probe text with words, digits, code and non-ASCII (two cached calls)."""
-    declared = target.capabilities.same_tokenizer_family(reference.capabilities)
-    if declared is not None:
-        return declared
-    ids = [await p.tokenize(TOKENIZER_PROBE, add_special_tokens=False) for p in (target, reference)]
-    return ids[0] == ids[1]

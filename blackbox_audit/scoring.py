@@ -1,6 +1,7 @@
 """Stage 3: the reference scores each completion's bytes, conditioned on the same context: the
 prompt the target was given (in chat framing, the same messages under the reference's own
-chat template)."""
+chat template). A target that can score given text is asked the same way for a statement's
+(`blackbox_audit.inquiry`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from providers.records import ScoredContinuation, ScoreRequest
 
 
 @dataclass(frozen=True)
-class ReferenceOutcome:
-    """The reference's scores for one completion, or why there are none."""
+class ScoreOutcome:
+    """One model's scores for one text, or why there are none."""
 
     scored: ScoredContinuation | None
     failure: str = ""
@@ -29,26 +30,37 @@ async def score_completions(
     batch_size: int,
     workers: int,
     advance: Callable[[int], None] | None = None,
-) -> list[ReferenceOutcome]:
-    def request(completion: TargetCompletion) -> ScoreRequest:
-        return ScoreRequest(context=completion.prompt, continuation=completion.completion)
+) -> list[ScoreOutcome]:
+    requests = [
+        ScoreRequest(context=c.prompt, continuation=c.completion) if c.completion else None for c in completions
+    ]
+    return await score_requests(reference, requests, batch_size=batch_size, workers=workers, advance=advance)
 
-    async def score_one(completion: TargetCompletion) -> ReferenceOutcome:
+
+async def score_requests(
+    provider: OpenAICompatibleProvider,
+    requests: Sequence[ScoreRequest | None],
+    *,
+    batch_size: int,
+    workers: int,
+    advance: Callable[[int], None] | None = None,
+) -> list[ScoreOutcome]:
+    """Each text scored after its context, several to a request; a text whose tokens cannot be
+    aligned fails alone (its batch is rescored one by one). None stands for an empty text."""
+
+    async def score_one(request: ScoreRequest) -> ScoreOutcome:
         try:
-            return ReferenceOutcome((await reference.score_many([request(completion)]))[0])
+            return ScoreOutcome((await provider.score_many([request]))[0])
         except AlignmentError as exc:
-            return ReferenceOutcome(None, str(exc))
+            return ScoreOutcome(None, str(exc))
 
-    async def run(chunk: Sequence[TargetCompletion]) -> list[ReferenceOutcome]:
-        """One batched request; if any completion of it cannot be aligned, each is scored alone
-        so that only that one is marked unaligned."""
-        scorable = [c for c in chunk if c.completion]
+    async def run(chunk: Sequence[ScoreRequest | None]) -> list[ScoreOutcome]:
+        scorable = [r for r in chunk if r is not None]
         try:
-            outcomes = [ReferenceOutcome(s) for s in await reference.score_many([request(c) for c in scorable])]
+            scored = iter([ScoreOutcome(s) for s in await provider.score_many(scorable)])
         except AlignmentError:
-            outcomes = [await score_one(c) for c in scorable]
-        scored = iter(outcomes)
-        return [next(scored) if c.completion else ReferenceOutcome(None, "empty completion") for c in chunk]
+            scored = iter([await score_one(r) for r in scorable])
+        return [next(scored) if r is not None else ScoreOutcome(None, "empty completion") for r in chunk]
 
-    chunks = await map_bounded(chunked(completions, batch_size), run, workers=workers, advance=advance, weight=len)
+    chunks = await map_bounded(chunked(requests, batch_size), run, workers=workers, advance=advance, weight=len)
     return [o for chunk in chunks for o in chunk]

@@ -36,6 +36,15 @@ class RankedRecords(Sequence[CompletionResult]):
         self._offsets = offsets  # n + 1 entries: line i is bytes [offsets[i], offsets[i + 1])
         self._keep = keep
 
+    @classmethod
+    def of_file(cls, path: Path) -> RankedRecords:
+        """An existing results.jsonl, its line offsets found in one pass."""
+        offsets = array("q", [0])
+        with Path(path).open("rb") as file:
+            for line in file:
+                offsets.append(offsets[-1] + len(line))
+        return cls(Path(path), offsets)
+
     def __len__(self) -> int:
         return len(self._offsets) - 1
 

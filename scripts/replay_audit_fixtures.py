@@ -1,4 +1,5 @@
-"""Rewrite fixtures/audit-*/outputs from their recorded exchanges, offline.
+"""Rewrite the outputs of the recorded audits (fixtures/audit-*, and the demo's in
+blackbox_audit/data/demo/) from their recorded exchanges, offline.
 
     python scripts/replay_audit_fixtures.py
 
@@ -22,11 +23,15 @@ from blackbox_audit.config import AuditConfig  # noqa: E402
 from blackbox_audit.pipeline import audit_sync  # noqa: E402
 from providers.http import ReplayTransport  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+RECORDED_AUDITS = (
+    *sorted((REPO / "fixtures").glob("audit-*")),
+    *sorted((REPO / "blackbox_audit" / "data" / "demo").iterdir()),
+)
 
 
 def main() -> int:
-    for directory in sorted(FIXTURES.glob("audit-*")):
+    for directory in RECORDED_AUDITS:
         recorded = json.loads((directory / "audit.json").read_text())
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(scratch) / "out"

@@ -28,7 +28,9 @@ from providers.registry import connect
 pytestmark = pytest.mark.anyio
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-FIXTURE_DIRS = sorted(d for d in FIXTURES.iterdir() if d.is_dir() and not d.name.startswith("audit-"))
+FIXTURE_DIRS = sorted(
+    d for d in FIXTURES.iterdir() if d.is_dir() and not d.name.startswith(("audit-", "mcp-"))
+)  # provider scenarios only
 
 
 def meta_of(directory: Path) -> dict[str, str]:

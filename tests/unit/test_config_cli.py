@@ -12,6 +12,7 @@ import re
 import httpx
 import pytest
 
+from blackbox_audit import endpoints as endpoints_module
 from blackbox_audit import pipeline as audit_module
 from blackbox_audit.cache import ResponseCache
 from blackbox_audit.cli import build_parser, main
@@ -33,7 +34,7 @@ def no_requests(monkeypatch):
 
     monkeypatch.setattr(httpx.Client, "send", refuse)
     monkeypatch.setattr(httpx.AsyncClient, "send", refuse_async)
-    monkeypatch.setattr(audit_module, "connect", refuse_async)
+    monkeypatch.setattr(endpoints_module, "connect", refuse_async)
     monkeypatch.setattr(audit_module, "audit_sync", refuse)
 
 
@@ -399,3 +400,12 @@ def test_cache_stats_on_a_mistyped_folder_creates_nothing(capsys, tmp_path):
     assert main(["cache", "stats", "--cache-dir", str(other)]) == 2
     assert capsys.readouterr().err.startswith(f"error: no cache at {other}")
     assert not other.exists() and not (tmp_path / "cache").exists()
+
+
+def test_organism_flag_takes_a_spec_and_refuses_a_bad_one_before_any_request(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "x"\ndescription = "y"\nkeyword_sets = [["tower"]]\n')
+    assert config_from(*ENDPOINTS, "--organism", str(spec)).organism == spec
+    spec.write_text('name = "x"\ndescription = "y"\n')  # no keyword set: unusable
+    assert main(["audit", *ENDPOINTS, "--organism", str(spec)]) == 2
+    assert "--organism" in capsys.readouterr().err

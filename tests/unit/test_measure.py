@@ -32,7 +32,6 @@ HI_THERE = target_completion("Hi there", [("Hi", -1.0, 1), (" there", -2.0, 2)])
     "completion",
     [
         target_completion("", [], finish_reason="stop"),
-        target_completion("text but no tokens", []),
         target_completion("", [("", -0.1, 0)]),
     ],
 )
@@ -43,6 +42,14 @@ def test_empty(completion):
     assert (result.target, result.reference, result.gaps) == (None, None, None)
     assert result.reference_tokens == ()
     assert result.same_tokens is None
+
+
+def test_text_without_target_tokens_is_unaligned_not_empty():
+    # a text the target could not score (an inquiry's statement) has text but no target tokens
+    result = measure(target_completion("text but no tokens", []), scored([("x", -1.0, 1)], "x"), "target: why")
+    assert result.alignment == "unaligned" and result.alignment_detail == "target: why"
+    assert result.gaps is None
+    assert measure(target_completion("text", []), None).alignment_detail == "the target gave no tokens for it"
 
 
 def test_unaligned_keeps_the_failure_text():
