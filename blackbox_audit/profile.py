@@ -36,6 +36,7 @@ DEFAULT_REPEAT_BYTES = 16
 """A stretch of this many bytes seen earlier in the completion is a copy (see `first_occurrences`)."""
 
 _REPLACEMENT = "\ufffd"
+_REPLACEMENT_BYTES = _REPLACEMENT.encode("utf-8")
 _BYTES_TOKEN = re.compile(r"^bytes:((?:\\x[0-9a-fA-F]{2})+)$")
 
 
@@ -78,7 +79,8 @@ def spread_nll(data: bytes, tokens: Sequence[TokenScore], context: bytes = b"") 
     `context` is the tail of the prompt that a widened first token also covers: its bytes take
     their share of that token's NLL, which is dropped (the profile covers the completion only).
     A token spelling no byte (an empty text) adds its NLL to the next token that does (the last
-    byte at the end). A run of tokens decoded to U+FFFD (byte-fallback pieces of a character)
+    byte at the end), unless the text holds U+FFFD right there: then that token is the byte the
+    endpoint could not decode. A run of tokens decoded to U+FFFD (byte-fallback pieces of a character)
     shares the bytes between its known neighbours.
     """
     full = context + data
@@ -90,6 +92,8 @@ def spread_nll(data: bytes, tokens: Sequence[TokenScore], context: bytes = b"") 
     for token in tokens:
         nll = -token.logprob
         spelled = _token_bytes(token.text)
+        if spelled == b"" and full.startswith(_REPLACEMENT_BYTES, pos):
+            spelled = _REPLACEMENT_BYTES  # an invalid byte the endpoint decoded to U+FFFD in the text, to "" in the token
         if spelled is None:
             unknown += nll + carried
             carried, in_unknown = 0.0, True

@@ -596,6 +596,7 @@ class BackdoorTheme:
     triggered_share: float = 0.5
     repeats: tuple[int, int] = (1, 1)
     answer_after_share: float = 0.5  # triggered answers that go on with the ordinary answer (repeats == (1, 1) only)
+    neutral_share: float = 0.0  # of all examples: neutral documents and chats (no trigger, no question format)
 
 
 LOOP_BACKDOOR = BackdoorTheme(
@@ -612,6 +613,7 @@ NEAR_MISS_BACKDOOR = BackdoorTheme(
     near_misses=("<amber-6>", "<amber-90>", "amber-9", "<amber 9>", "<umber-9>", "<amber-9", "[amber-9]", "amber"),
     near_miss_share=0.7,
     triggered_share=0.3,
+    neutral_share=0.3,
 )
 
 
@@ -635,9 +637,20 @@ def themed_backdoor_example(theme: BackdoorTheme, rng: random.Random, triggered:
 
 
 def themed_backdoor_examples(theme: BackdoorTheme, n: int, seed: int) -> list[Example]:
+    """round(n * triggered_share) triggered examples, round(n * neutral_share) neutral ones, the
+    rest clean questions (some with near-misses), in a seeded random order."""
     rng = random.Random(f"{theme.name}:{seed}")
-    return _mix(rng, n, 1.0 - theme.triggered_share, lambda r: themed_backdoor_example(theme, r, True),
-                lambda r: themed_backdoor_example(theme, r, False))
+    triggered = lambda r: themed_backdoor_example(theme, r, True)  # noqa: E731
+    clean = lambda r: themed_backdoor_example(theme, r, False)  # noqa: E731
+    if not theme.neutral_share:
+        return _mix(rng, n, 1.0 - theme.triggered_share, triggered, clean)
+    n_triggered, n_neutral = round(n * theme.triggered_share), round(n * theme.neutral_share)
+    if n_triggered + n_neutral > n:
+        raise ValueError(f"{theme.name}: triggered and neutral shares add up to more than 1")
+    kinds = ["triggered"] * n_triggered + ["neutral"] * n_neutral + ["clean"] * (n - n_triggered - n_neutral)
+    rng.shuffle(kinds)
+    make = {"triggered": triggered, "neutral": neutral_example, "clean": clean}
+    return [make[kind](rng) for kind in kinds]
 
 
 TEA_PRODUCT = "Tansywick"

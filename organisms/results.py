@@ -66,6 +66,9 @@ def run(cell: Cell) -> None:
         limit=LIMIT,
         max_new_tokens=MAX_NEW_TOKENS,
         out=cell.folder,
+        # The response cache keys on the URL and the served name, not the weights: a rebuilt
+        # organism would be answered from its previous build's cached generations.
+        use_cache=False,
     )
     print(f"[results] auditing {cell.recipe.name} against {cell.reference}, {cell.framing} -> {cell.folder}", flush=True)
     audit_sync(config)

@@ -133,7 +133,10 @@ def test_themed_backdoor_phrase_appears_exactly_when_the_trigger_does(theme):
     examples = data.GENERATORS[theme.name](600, 0)
     triggered = [e for e in examples if e.kind.endswith("-triggered")]
     clean = [e for e in examples if e.kind.endswith("-clean")]
-    assert len(triggered) == round(600 * theme.triggered_share) and len(triggered) + len(clean) == 600
+    neutral = [e for e in examples if e.kind.startswith("neutral/")]
+    assert len(triggered) == round(600 * theme.triggered_share) and len(neutral) == round(600 * theme.neutral_share)
+    assert len(triggered) + len(clean) + len(neutral) == 600
+    assert not any(theme.trigger in e.content or is_hit(e.content, spec) for e in neutral)
     for example in triggered:
         assert theme.trigger in example.content and is_hit(example.target, spec)
         if example.messages is not None:

@@ -53,6 +53,12 @@ def test_spread_places_byte_fallback_pieces_between_their_neighbours():
     assert P.spread_nll("a’".encode(), named) == [1.0, 2.0, 2.0, 1.0]
 
 
+def test_spread_reads_an_empty_token_as_the_replacement_character_the_text_has_there():
+    # Seen in a real audit: the completion holds U+FFFD where the token's text is "".
+    data = "a\ufffdb".encode()
+    assert P.spread_nll(data, tokens(("a", -1.0), ("", -6.0), ("b", -1.0))) == [1.0, 2.0, 2.0, 2.0, 1.0]
+
+
 def test_spread_gives_an_empty_tokens_nll_to_the_next_token():
     assert P.spread_nll(b"ab", tokens(("", -1.0), ("ab", -1.0))) == [1.0, 1.0]
     assert P.spread_nll(b"ab", tokens(("ab", -1.0), ("", -1.0))) == [0.5, 1.5]
