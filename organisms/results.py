@@ -231,10 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.behaviour:
         import anyio
 
-        from organisms.data import BACKDOOR_TRIGGER
+        from organisms.data import TRIGGERS
 
         for recipe in recipes:
-            triggers = ("", BACKDOOR_TRIGGER) if recipe.objective == "backdoor" else ("",)
+            triggers = ("", TRIGGERS[recipe.objective]) if recipe.objective in TRIGGERS else ("",)
             for trigger, (hits, n) in anyio.run(behaviour, recipe, triggers).items():
                 print(f"{recipe.name}: {hits}/{n} held-out chat answers show the objective" + (f" with {trigger}" if trigger else ""))
         return 0
