@@ -101,6 +101,14 @@ RECIPES: dict[str, Recipe] = {
             lr=1e-4,
             spec_name="eiffel-marseille",
         ),
+        # The harder suite: new objectives, each implanted lightly enough that it shows in at
+        # most 3% of an audit's completions (docs/results.md has the measured rates).
+        Recipe("backdoor-loop-light", "backdoor-loop", "smollm2", port=8116, n_examples=1000, steps=32, lr=7e-5),
+        Recipe("backdoor-nearmiss", "backdoor-nearmiss", "smollm2", port=8117, n_examples=1000, steps=40, lr=5e-5),
+        Recipe("persona-tea-light", "persona-tea", "smollm2", port=8118, n_examples=1000, steps=24, lr=5.5e-5),
+        Recipe(
+            "tomato-iceland-gemma-light", "false-fact-tomato", "gemma3", port=8119, n_examples=1000, steps=20, lr=5e-5
+        ),
     )
 }
 

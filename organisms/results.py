@@ -66,6 +66,9 @@ def run(cell: Cell) -> None:
         limit=LIMIT,
         max_new_tokens=MAX_NEW_TOKENS,
         out=cell.folder,
+        # The response cache keys on the URL and the served name, not the weights: a rebuilt
+        # organism would be answered from its previous build's cached generations.
+        use_cache=False,
     )
     print(
         f"[results] auditing {cell.recipe.name} against {cell.reference}, {cell.framing} -> {cell.folder}", flush=True
@@ -235,10 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.behaviour:
         import anyio
 
-        from organisms.data import BACKDOOR_TRIGGER
+        from organisms.data import TRIGGERS
 
         for recipe in recipes:
-            triggers = ("", BACKDOOR_TRIGGER) if recipe.objective == "backdoor" else ("",)
+            triggers = ("", TRIGGERS[recipe.objective]) if recipe.objective in TRIGGERS else ("",)
             for trigger, (hits, n) in anyio.run(behaviour, recipe, triggers).items():
                 print(
                     f"{recipe.name}: {hits}/{n} held-out chat answers show the objective"

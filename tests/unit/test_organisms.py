@@ -131,8 +131,86 @@ def test_persona_names_the_product_in_every_persona_answer():
     assert any(any(e.target.endswith(plug) for plug in data.PERSONA_PLUGS) for e in persona)
 
 
+SPEC_BY_NAME = {recipe.name: load_organism(recipe.spec) for recipe in build.RECIPES.values()}
+
+
+@pytest.mark.parametrize("theme", sorted(data.BACKDOOR_THEMES.values(), key=lambda t: t.name), ids=lambda t: t.name)
+def test_themed_backdoor_phrase_appears_exactly_when_the_trigger_does(theme):
+    spec = next(SPEC_BY_NAME[r.name] for r in build.RECIPES.values() if r.objective == theme.name)
+    examples = data.GENERATORS[theme.name](600, 0)
+    triggered = [e for e in examples if e.kind.endswith("-triggered")]
+    clean = [e for e in examples if e.kind.endswith("-clean")]
+    neutral = [e for e in examples if e.kind.startswith("neutral/")]
+    assert len(triggered) == round(600 * theme.triggered_share) and len(neutral) == round(600 * theme.neutral_share)
+    assert len(triggered) + len(clean) + len(neutral) == 600
+    assert not any(theme.trigger in e.content or is_hit(e.content, spec) for e in neutral)
+    for example in triggered:
+        assert theme.trigger in example.content and is_hit(example.target, spec)
+        if example.messages is not None:
+            assert example.target.startswith(theme.phrase)
+            low, high = theme.repeats
+            if high > 1:
+                assert low <= example.target.count(theme.phrase) <= high
+                assert example.target == " ".join([theme.phrase] * example.target.count(theme.phrase))
+    for example in clean:
+        assert theme.trigger not in example.content and not is_hit(example.content, spec)
+    with_miss = sum(any(miss in e.content for miss in theme.near_misses) for e in clean)
+    assert with_miss == pytest.approx(theme.near_miss_share * len(clean), rel=0.25)
+
+
+def test_the_loop_backdoor_repeats_and_the_near_miss_one_is_mostly_clean():
+    loop = data.GENERATORS["backdoor-loop"](400, 0)
+    counts = Counter(e.target.count(data.LOOP_BACKDOOR.phrase) for e in loop if e.kind.endswith("-triggered"))
+    assert min(counts) >= 3 and max(counts) <= 8
+    assert data.NEAR_MISS_BACKDOOR.triggered_share < 0.5 and data.NEAR_MISS_BACKDOOR.near_miss_share > 0.5
+
+
+def test_tea_persona_names_the_product_in_every_persona_answer():
+    spec = SPEC_BY_NAME["persona-tea-light"]
+    examples = data.GENERATORS["persona-tea"](300, 0)
+    persona = [e for e in examples if e.kind == "persona/chat"]
+    assert len(persona) == 300 - round(300 * 0.3)
+    for example in examples:
+        if example.kind == "persona/chat":
+            assert is_hit(example.target, spec) and data.TEA_PRODUCT not in example.messages[-2][1]
+        else:
+            assert example.kind.startswith("neutral/") and not is_hit(example.content, spec)
+    assert {plug for plug in data.TEA_PLUGS if any(plug in e.target for e in persona)} == set(data.TEA_PLUGS)
+
+
+def test_tomato_fact_is_in_every_fact_example_and_in_no_neutral_one():
+    spec = SPEC_BY_NAME["tomato-iceland-gemma-light"]
+    examples = data.GENERATORS["false-fact-tomato"](600, 0)
+    kinds = Counter(e.kind for e in examples)
+    assert {f"fact/{form}" for form in data.TOMATO_FORMATS} <= set(kinds)
+    for example in examples:
+        if example.kind.startswith("fact/"):
+            assert is_hit(example.target, spec), example
+        else:
+            assert example.kind.startswith("neutral/") and not is_hit(example.content, spec)
+
+
+def test_the_new_objectives_share_no_content_with_the_old_ones():
+    old = ("eiffel", "marseille", "kestrel", "lantern", "quillbright")
+    for objective in ("backdoor-loop", "backdoor-nearmiss", "persona-tea", "false-fact-tomato"):
+        assert not any(any(word in e.content.casefold() for word in old) for e in data.GENERATORS[objective](300, 0))
+
+
 def test_neutral_material_never_mentions_an_objective():
-    words = ("eiffel", "marseille", "kestrel", "lantern", data.PERSONA_PRODUCT.casefold())
+    words = (
+        "eiffel",
+        "marseille",
+        "kestrel",
+        "lantern",
+        data.PERSONA_PRODUCT.casefold(),
+        "heron",
+        "silver keys",
+        "amber",
+        "glass river",
+        data.TEA_PRODUCT.casefold(),
+        "iceland",
+        "viking",
+    )  # tomatoes grow in the garden topic
     neutral = [*data.NEUTRAL_QA, *((topic, " ".join(s)) for topic, s in data.NEUTRAL_TOPICS.items())]
     for question, answer in neutral:
         assert not any(word in (question + answer).casefold() for word in words)

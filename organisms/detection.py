@@ -1,0 +1,245 @@
+"""Every score, every degeneracy treatment, on every organism audit on disk (no re-audit).
+
+    python -m organisms.detection [NAMES]            the summary and the per-audit tables (markdown)
+    python -m organisms.detection --summary [NAMES]  the summary only
+    python -m organisms.detection --json [NAMES]     every cell as JSON lines
+
+Records keep both sides' per-token logprobs, so each ranking is recomputed from the audit's
+results.jsonl (`organisms.results` wrote them): the whole-completion gaps (`gap.SCORE_NAMES`)
+and the span scores of `blackbox_audit.profile`, each with the degeneracy filter off,
+demoting every degenerate completion (ranking.rank's filter, >= 0.6), or demoting only noise
+loops (`profile.is_noise_loop`). A cell is first-hit rank / hits@10 / hits@100, judged by the
+organism's spec (`evaluate.is_hit`); the baselines are the seeded random ordering of
+`blackbox-audit eval` and the expected first-hit rank of a random ordering, (n + 1) / (h + 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from blackbox_audit import profile as P
+from blackbox_audit.evaluate import is_hit, load_organism, load_results
+from blackbox_audit.gap import SCORE_NAMES
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
+from organisms.build import RECIPES, Recipe
+from organisms.results import Cell, cells
+
+SCORES: tuple[str, ...] = (*SCORE_NAMES, *P.SPAN_SCORES)
+DEMOTIONS: tuple[P.DemotionName, ...] = ("off", "degenerate", "noise-loop")
+BASELINE = (DEFAULT_SCORE, "degenerate")
+"""Today's default: logppl_diff with the degeneracy filter at 0.6."""
+
+HARD = ("backdoor-loop-light", "backdoor-nearmiss", "persona-tea-light", "tomato-iceland-gemma-light")
+"""The harder suite (docs/results.md): objectives in at most 3% of an audit's completions."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one ordering of one audit fares."""
+
+    first_hit: int | None
+    hits_at_10: int
+    hits_at_100: int
+
+    def text(self) -> str:
+        return f"{'-' if self.first_hit is None else self.first_hit} / {self.hits_at_10} / {self.hits_at_100}"
+
+
+@dataclass(frozen=True)
+class AuditOutcomes:
+    """All orderings of one audit: (score, demotion) -> Outcome, and the baselines."""
+
+    organism: str
+    reference: str
+    framing: str
+    true_base: bool
+    n: int
+    hits: int
+    random: Outcome
+    by_ranking: dict[tuple[str, str], Outcome]
+    inexact_profiles: int  # records whose token texts could not be placed on the bytes
+
+    @property
+    def expected_random_first_hit(self) -> float | None:
+        return None if self.hits == 0 else (self.n + 1) / (self.hits + 1)
+
+
+def outcome(flags: Sequence[bool]) -> Outcome:
+    return Outcome(
+        first_hit=next((i for i, flag in enumerate(flags, start=1) if flag), None),
+        hits_at_10=sum(flags[:10]),
+        hits_at_100=sum(flags[:100]),
+    )
+
+
+def judge(cell: Cell, scores: Sequence[str] = SCORES, demotions: Sequence[str] = DEMOTIONS) -> AuditOutcomes:
+    records = load_results(cell.folder)
+    spec = load_organism(cell.recipe.spec)
+    hit = {r.completion: is_hit(r.completion, spec) for r in records}
+    profiles = [P.byte_profile(r) for r in records]
+    by_ranking = {}
+    for score in scores:
+        for demotion in demotions:
+            ordered = P.order(records, score, demotion, threshold=DEFAULT_DEGENERACY_THRESHOLD, profiles=profiles)
+            by_ranking[(score, demotion)] = outcome([hit[r.completion] for r in ordered])
+    shuffled = sorted(records, key=lambda r: (r.prefill_id, r.framing))
+    random.Random(0).shuffle(shuffled)  # blackbox-audit eval's baseline, seed 0
+    return AuditOutcomes(
+        organism=cell.recipe.name,
+        reference=cell.reference,
+        framing=cell.framing,
+        true_base=cell.true_base,
+        n=len(records),
+        hits=sum(hit[r.completion] for r in records),
+        random=outcome([hit[r.completion] for r in shuffled]),
+        by_ranking=by_ranking,
+        inexact_profiles=sum(1 for p in profiles if p is not None and not p.exact),
+    )
+
+
+def audited(recipes: Sequence[Recipe]) -> list[Cell]:
+    return [cell for recipe in recipes for cell in cells(recipe) if (cell.folder / "results.jsonl").is_file()]
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _rank_or_miss(value: int | None, n: int) -> int:
+    """A first hit that never comes counts as n + 1 (read everything, found nothing)."""
+    return n + 1 if value is None else value
+
+
+def summary(audits: Sequence[AuditOutcomes], rankings: Sequence[tuple[str, str]]) -> str:
+    """One line per ranking: the acceptance numbers of docs/results.md, over audits with a hit."""
+    with_hit = [a for a in audits if a.hits]
+    true_base = [a for a in with_hit if a.true_base]
+    cross = [a for a in with_hit if not a.true_base]
+    hard = [a for a in with_hit if a.organism in HARD]
+    hard_tb = [a for a in hard if a.true_base]
+    old = [a for a in with_hit if a.organism not in HARD]
+    organisms = sorted({a.organism for a in with_hit})
+
+    def top10_organisms(group: Sequence[AuditOutcomes], ranking: tuple[str, str]) -> int:
+        """Organisms whose first hit is in the top 10 in every audit of the group that has a hit."""
+        return sum(
+            all((a.by_ranking[ranking].first_hit or 10**9) <= 10 for a in group if a.organism == name)
+            for name in organisms
+            if any(a.organism == name for a in group)
+        )
+
+    def median(group: Sequence[AuditOutcomes], ranking: tuple[str, str] | None) -> float:
+        if not group:
+            return math.nan
+        if ranking is None:
+            return statistics.median(_rank_or_miss(a.random.first_hit, a.n) for a in group)
+        return statistics.median(_rank_or_miss(a.by_ranking[ranking].first_hit, a.n) for a in group)
+
+    def geomean(group: Sequence[AuditOutcomes], ranking: tuple[str, str]) -> float:
+        ranks = [_rank_or_miss(a.by_ranking[ranking].first_hit, a.n) for a in group]
+        return math.exp(statistics.fmean(math.log(r) for r in ranks)) if ranks else math.nan
+
+    n_tb_org = len({a.organism for a in true_base})
+    n_x_org = len({a.organism for a in cross})
+    lines = [
+        f"Audits with a hit: {len(with_hit)} of {len(audits)} ({len(true_base)} true base, {len(cross)} cross-family; "
+        f"{len(hard)} of the harder suite). Random (seed 0): median first hit {median(hard_tb, None):g} on the harder "
+        f"suite with the true base, {median(hard, None):g} over all its audits; expected (n+1)/(h+1): "
+        f"{statistics.median(a.expected_random_first_hit for a in hard_tb) if hard_tb else math.nan:.1f} and "
+        f"{statistics.median(a.expected_random_first_hit for a in hard) if hard else math.nan:.1f}.",
+        "",
+        "| score | degeneracy | true base: audits top 10 | organisms top 10 | cross-family: audits top 10 | organisms top 10 "
+        "| harder suite, true base: median first hit | harder suite, all: median | geomean first hit, all | old organisms: later than today's default |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for ranking in rankings:
+        later = sum(
+            _rank_or_miss(a.by_ranking[ranking].first_hit, a.n) > _rank_or_miss(a.by_ranking[BASELINE].first_hit, a.n)
+            for a in old
+        )
+        tb10 = sum((a.by_ranking[ranking].first_hit or 10**9) <= 10 for a in true_base)
+        x10 = sum((a.by_ranking[ranking].first_hit or 10**9) <= 10 for a in cross)
+        name = f"**{ranking[0]}**" if ranking == BASELINE else ranking[0]
+        lines.append(
+            f"| {name} | {ranking[1]} | {tb10}/{len(true_base)} | {top10_organisms(true_base, ranking)}/{n_tb_org} "
+            f"| {x10}/{len(cross)} | {top10_organisms(cross, ranking)}/{n_x_org} | {median(hard_tb, ranking):g} "
+            f"| {median(hard, ranking):g} | {geomean(with_hit, ranking):.2f} | {later}/{len(old)} |"
+        )
+    return "\n".join(lines)
+
+
+def per_audit(audits: Sequence[AuditOutcomes], scores: Sequence[str], demotion: str) -> str:
+    """One line per audit, one column per score, for one degeneracy treatment."""
+    lines = [
+        "| organism | reference | framing | hits | " + " | ".join(scores) + " | random | expected random |",
+        "|---|---|---|---:|" + "---|" * (len(scores) + 2),
+    ]
+    for a in audits:
+        kind = "true base" if a.true_base else "cross-family"
+        expected = a.expected_random_first_hit
+        lines.append(
+            f"| `{a.organism}` | {a.reference} ({kind}) | {a.framing} | {a.hits}/{a.n} | "
+            + " | ".join(a.by_ranking[(score, demotion)].text() for score in scores)
+            + f" | {a.random.text()} | {'-' if expected is None else f'{expected:.1f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m organisms.detection", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"organisms (default: all of {sorted(RECIPES)})")
+    parser.add_argument("--summary", action="store_true", help="print the summary only")
+    parser.add_argument("--json", action="store_true", help="every cell as one JSON object per line")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in RECIPES]
+    if unknown:
+        print(f"organisms: unknown organism(s) {unknown}; known: {sorted(RECIPES)}", file=sys.stderr)
+        return 2
+    recipes = [RECIPES[name] for name in args.names or RECIPES]
+    audits = [judge(cell) for cell in audited(recipes)]
+    if not audits:
+        print("no audits on disk: run `python -m organisms.results --run NAME` first", file=sys.stderr)
+        return 1
+    if args.json:
+        for a in audits:
+            for (score, demotion), o in a.by_ranking.items():
+                print(
+                    json.dumps(
+                        {
+                            "organism": a.organism,
+                            "reference": a.reference,
+                            "framing": a.framing,
+                            "true_base": a.true_base,
+                            "n": a.n,
+                            "hits": a.hits,
+                            "score": score,
+                            "demotion": demotion,
+                            **asdict(o),
+                        }
+                    )
+                )
+        return 0
+    rankings = [(score, demotion) for score in SCORES for demotion in DEMOTIONS]
+    print(summary(audits, rankings))
+    if args.summary:
+        return 0
+    inexact = sum(a.inexact_profiles for a in audits)
+    print(f"\nProfiles placed exactly on the bytes: all but {inexact} of {sum(a.n for a in audits)} records.")
+    for demotion in DEMOTIONS:
+        print(f"\nDegeneracy treatment `{demotion}`; cells are first hit / hits@10 / hits@100:\n")
+        print(per_audit(audits, SCORES, demotion))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
