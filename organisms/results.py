@@ -52,15 +52,27 @@ class Cell:
         return self.reference == self.recipe.base
 
 
+CHAT_USER_ORGANISMS = ("backdoor-kestrel", "persona-quillbright")
+"""The chat organisms audited a fifth and sixth way: `--framing chat-user` through the `openai`
+dialect, as an OpenAI chat fine-tune that cannot take an assistant prefill would be."""
+
+
 def cells(recipe: Recipe) -> list[Cell]:
+    """The four audits of every organism, and the chat-user ones where it has them."""
     cross = next(key for key in ("smollm2", "gemma3") if key != recipe.base)
-    return [Cell(recipe, reference, framing) for reference in (recipe.base, cross) for framing in FRAMINGS]
+    framings = (*FRAMINGS, "chat-user") if recipe.name in CHAT_USER_ORGANISMS else FRAMINGS
+    return [Cell(recipe, reference, framing) for reference in (recipe.base, cross) for framing in framings]
 
 
 def run(cell: Cell) -> None:
     reference = local_vllm.MODELS[cell.reference]
     config = AuditConfig(
-        target=EndpointConfig(base_url=f"http://127.0.0.1:{cell.recipe.port}/v1", model=cell.recipe.name),
+        target=EndpointConfig(
+            base_url=f"http://127.0.0.1:{cell.recipe.port}/v1",
+            model=cell.recipe.name,
+            # chat-user speaks to the organism as to an OpenAI chat fine-tune: chat logprobs only.
+            dialect="openai" if cell.framing == "chat-user" else "auto",
+        ),
         reference=EndpointConfig(base_url=reference.base_url, model=reference.served_name),
         framing=cell.framing,
         limit=LIMIT,
