@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Sequence
 
 from blackbox_audit.gap import token_gaps
-from blackbox_audit.ranking import check_score, rank_key
+from blackbox_audit.ranking import check_score, loop_floor, rank_key
 from blackbox_audit.records import CompletionResult, Gaps, ScoreName, SideStats
 from providers.records import Record
 
@@ -59,9 +59,12 @@ class CompletionDetail(Record):
 class Browser:
     """Orderings are computed once per score and kept as record indices (tens of bytes each)."""
 
-    def __init__(self, records: Sequence[CompletionResult], degeneracy_threshold: float | None):
+    def __init__(
+        self, records: Sequence[CompletionResult], degeneracy_threshold: float | None, *, demote_all_loops: bool = False
+    ):
         self.records = records
         self.degeneracy_threshold = degeneracy_threshold
+        self.floor = loop_floor(records, degeneracy_threshold, all_loops=demote_all_loops)
         self._orders: dict[str, list[int]] = {}
         self._positions: dict[str, array] = {}
         self._demoted: dict[int, bool] = {}
@@ -72,7 +75,7 @@ class Browser:
         if score not in self._orders:
             keyed, unscored = [], []
             for i, record in enumerate(self.records):
-                key = rank_key(record, score, self.degeneracy_threshold)
+                key = rank_key(record, score, self.degeneracy_threshold, self.floor)
                 if key is None:
                     unscored.append(i)
                 else:

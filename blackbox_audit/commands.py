@@ -215,7 +215,7 @@ def run_audit(args: argparse.Namespace) -> int:
         print(estimate(config).table())
         return 0
     result = audit_sync(config, hooks=TerminalHooks(progress=not args.quiet))
-    print(render_summary_table(result.results, top_k=10))
+    print(render_summary_table(result.results, config.score, top_k=10))
     counts = result.manifest["counts"]
     print(
         f"{counts['prefills']} completions, alignment {counts['alignment']}; "

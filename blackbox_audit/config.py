@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from blackbox_audit.framing import DEFAULT_USER_TEMPLATE
+from blackbox_audit.profile import DEFAULT_WINDOW_BYTES
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from blackbox_audit.records import Framing, ScoreName
 from providers.dialects import DialectChoice, service_key_variables
@@ -194,6 +195,16 @@ class AuditConfig(BaseModel):
             "off_flag": "no-degeneracy-filter",
             "off_help": "rank degenerate completions like any other",
         },
+    )
+    demote_all_loops: bool = Field(
+        False,
+        description=(
+            "demote every degenerate completion, not only the loops whose first occurrence carries less"
+            " collapsed_window_gap than the audit's median (a looping payload keeps its place by default)"
+        ),
+    )
+    window_bytes: int = Field(
+        DEFAULT_WINDOW_BYTES, ge=4, le=4096, description="bytes per window of window_gap and collapsed_window_gap"
     )
     batch_size: int = Field(16, ge=1, le=256, description="prompts per request where the endpoint batches them")
     top_k: int = Field(50, ge=1, description="completions shown as cards in the HTML report")

@@ -238,7 +238,7 @@ def load_organism(path: str | Path) -> OrganismSpec:
 
 def load_results(path: str | Path) -> list[CompletionResult]:
     """The records of an audit's results.jsonl, or of the results.jsonl in a folder."""
-    from blackbox_audit.records import CompletionResult
+    from blackbox_audit.profile import parse_result
 
     path = Path(path)
     if path.is_dir():
@@ -251,7 +251,7 @@ def load_results(path: str | Path) -> list[CompletionResult]:
             if not line.strip():
                 continue
             try:
-                results.append(CompletionResult.model_validate_json(line))
+                results.append(parse_result(line))
             except ValidationError as exc:
                 raise EvalInputError(f"{path} line {number} is not a completion record: {_problems(exc)}") from None
     if not results:

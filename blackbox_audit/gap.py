@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import get_args
 
+from blackbox_audit.profile import DEFAULT_WINDOW_BYTES, byte_profile, spans
 from blackbox_audit.records import (
     CompletionResult,
     Gaps,
@@ -67,11 +68,14 @@ def side_stats(logprobs: Sequence[float], n_bytes: int) -> SideStats:
     )
 
 
-def gaps(target: SideStats, reference: SideStats) -> Gaps:
+def gaps(target: SideStats, reference: SideStats, *, window_gap: float, collapsed_window_gap: float) -> Gaps:
+    """The whole-completion gaps from both sides' stats, beside the span scores (`profile.spans`)."""
     return Gaps(
         ppl_diff=reference.ppl - target.ppl,
         logppl_diff=reference.log_ppl - target.log_ppl,
         bpb_diff=reference.bits_per_byte - target.bits_per_byte,
+        window_gap=window_gap,
+        collapsed_window_gap=collapsed_window_gap,
     )
 
 
@@ -180,8 +184,10 @@ def measure(
     failure: str = "",
     *,
     shared_tokenizer: bool = False,
+    window_bytes: int = DEFAULT_WINDOW_BYTES,
 ) -> CompletionResult:
-    """Stage 4: one completion's numbers on both sides, its gaps and its alignment status.
+    """Stage 4: one completion's numbers on both sides, its gaps, its per-byte gap profile's
+    summary and its alignment status.
 
     Token ids are compared (`same_tokens`) only when both sides use one tokenizer: across
     vocabularies equal ids mean nothing."""
@@ -216,13 +222,18 @@ def measure(
     target_ids = [t.token_id for t in target_tokens]
     reference_ids = [t.token_id for t in reference_tokens]
     known = shared_tokenizer and None not in target_ids and None not in reference_ids
+    context = prefill.text[len(prefill.text) - scored.n_context_chars :] if scored.n_context_chars else ""
+    profile = byte_profile(completion.completion, target_tokens, reference_tokens, reference_context=context)
+    assert profile is not None  # a completion with tokens on both sides has one
+    window, collapsed, summary = spans(profile, window_bytes)
     return CompletionResult(
         **base,
         alignment=scored.alignment,
         reference_extra_chars=scored.n_context_chars,
         target=target,
         reference=reference,
-        gaps=gaps(target, reference),
+        gaps=gaps(target, reference, window_gap=window.gap, collapsed_window_gap=collapsed.gap),
         reference_tokens=reference_tokens,
         same_tokens=(target_ids == reference_ids) if known else None,
+        profile=summary,
     )

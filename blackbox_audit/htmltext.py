@@ -1,4 +1,5 @@
-"""A completion's text as HTML: shaded by gap, whitespace made visible, keywords marked, and
+"""A completion's text as HTML: shaded by gap, whitespace made visible, keywords and the best
+window marked, and
 (in the report's cards) each target token carrying both sides' logprobs in a tooltip.
 
 Whitespace is part of what a model generated, so it is shown, never left to collapse or to
@@ -33,23 +34,29 @@ def shade(gap: float) -> str:
     return "" if level == 0 else f"{'p' if gap > 0 else 'n'}{level}"
 
 
-def keyword_mask(text: str, spec: OrganismSpec | None) -> list[bool] | None:
-    """Which characters lie in a keyword (or regex match) of any of the spec's sets."""
-    if spec is None:
+def char_marks(text: str, spec: OrganismSpec | None, window: tuple[int, int] | None = None) -> list[str] | None:
+    """Per character, the extra CSS classes: `kw` in a keyword (or regex match) of any of the
+    spec's sets, `win` in the best window of the ranking's score; None when neither applies."""
+    if spec is None and window is None:
         return None
-    mask = [False] * len(text)
-    patterns = [re.compile(re.escape(k), re.IGNORECASE) for keywords in spec.keyword_sets for k in keywords]
-    patterns += [re.compile(p, re.IGNORECASE) for patterns_ in spec.regex_sets for p in patterns_]
-    for pattern in patterns:
-        for match in pattern.finditer(text):
-            mask[match.start() : match.end()] = [True] * (match.end() - match.start())
-    return mask
+    keywords = [False] * len(text)
+    if spec is not None:
+        patterns = [re.compile(re.escape(k), re.IGNORECASE) for keywords_ in spec.keyword_sets for k in keywords_]
+        patterns += [re.compile(p, re.IGNORECASE) for patterns_ in spec.regex_sets for p in patterns_]
+        for pattern in patterns:
+            for match in pattern.finditer(text):
+                keywords[match.start() : match.end()] = [True] * (match.end() - match.start())
+    start, end = window or (0, 0)
+    return [
+        " ".join(c for c in ("kw" if keyword else "", "win" if start <= i < end else "") if c)
+        for i, keyword in enumerate(keywords)
+    ]
 
 
 def render(
     text: str,
     per_char: Sequence[float] | None = None,
-    keywords: Sequence[bool] | None = None,
+    marks: Sequence[str] | None = None,
     *,
     breaks: bool = True,
     start: int = 0,
@@ -59,16 +66,14 @@ def render(
     out: list[str] = []
     position = 0
     for match in _WHITESPACE.finditer(text):
-        out.append(_runs(text[position : match.start()], per_char, keywords, start + position))
-        out.append(_marker(match.group(), _class_at(per_char, keywords, start + match.start()), breaks))
+        out.append(_runs(text[position : match.start()], per_char, marks, start + position))
+        out.append(_marker(match.group(), _class_at(per_char, marks, start + match.start()), breaks))
         position = match.end()
-    out.append(_runs(text[position:], per_char, keywords, start + position))
+    out.append(_runs(text[position:], per_char, marks, start + position))
     return "".join(out)
 
 
-def render_tokens(
-    text: str, tokens: Sequence[TokenGap], per_char: Sequence[float], keywords: Sequence[bool] | None
-) -> str:
+def render_tokens(text: str, tokens: Sequence[TokenGap], per_char: Sequence[float], marks: Sequence[str] | None) -> str:
     """Each target token a span whose tooltip gives both sides' logprobs and the gap; a run of
     newline-only tokens is one span (one ⏎×n marker, its tooltip summing the run)."""
     parts = []
@@ -80,11 +85,11 @@ def render_tokens(
                 j += 1
         run = tokens[i:j]
         chunk = "".join(t.text for t in run)
-        inner = render(chunk, per_char, keywords, start=run[0].start)
+        inner = render(chunk, per_char, marks, start=run[0].start)
         parts.append(f'<span class="tok" title="{html.escape(token_tooltip(run))}">{inner}</span>')
         i = j
     covered = sum(len(t.text) for t in tokens)
-    parts.append(render(text[covered:], per_char, keywords, start=covered))
+    parts.append(render(text[covered:], per_char, marks, start=covered))
     return "".join(parts)
 
 
@@ -103,19 +108,19 @@ def token_tooltip(run: Sequence[TokenGap]) -> str:
     )
 
 
-def _class_at(per_char: Sequence[float] | None, keywords: Sequence[bool] | None, i: int) -> str:
+def _class_at(per_char: Sequence[float] | None, marks: Sequence[str] | None, i: int) -> str:
     classes = []
     if per_char is not None and i < len(per_char):
         classes.append(shade(per_char[i]))
-    if keywords is not None and i < len(keywords) and keywords[i]:
-        classes.append("kw")
+    if marks is not None and i < len(marks):
+        classes.append(marks[i])
     return " ".join(c for c in classes if c)
 
 
-def _runs(chunk: str, per_char: Sequence[float] | None, keywords: Sequence[bool] | None, start: int) -> str:
+def _runs(chunk: str, per_char: Sequence[float] | None, marks: Sequence[str] | None, start: int) -> str:
     if not chunk:
         return ""
-    classes = (_class_at(per_char, keywords, start + i) for i in range(len(chunk)))
+    classes = (_class_at(per_char, marks, start + i) for i in range(len(chunk)))
     out = []
     for css_class, chars in groupby(zip(chunk, classes, strict=True), key=lambda pair: pair[1]):
         escaped = html.escape("".join(_printable(char) for char, _ in chars))

@@ -3,7 +3,9 @@
 Each statement is cut like an audit's document: its first `prefill_tokens` target tokens are the
 prefill, in the audit's framing, and the rest is scored by both models; its gap (the audit's
 score, reference minus target) says how much likelier the finetune finds the claim than the
-reference does. The true objective's statement should lead.
+reference does. The true objective's statement should lead. A statement is already a short
+span, so where the audit ranks by a span score the statements take `logppl_diff`, their mean
+over the whole claim (docs/results.md measured them so).
 
 Two nulls say how much of a gap is the claim's:
 - **neutral baseline** (always): bundled ordinary statements (`data/neutral_statements.txt`)
@@ -123,7 +125,7 @@ async def rank_hypotheses(inquiry: Inquiry, hypotheses: Sequence[Hypothesis]) ->
     texts = [h.statement for h in hypotheses] + [n for h in hypotheses for n in h.nulls] + neutral
     splits = [await inquiry.split(text) for text in texts]
     records = iter(await inquiry.score(splits, source="hypothesis"))
-    score = inquiry.config.score
+    score = statement_score(inquiry.config.score)
     statements = [next(records) for _ in hypotheses]
     nulls = [[next(records) for _ in h.nulls] for h in hypotheses]
     neutral_gaps = [g for g in (_gap(next(records), score) for _ in neutral) if g is not None]
@@ -155,6 +157,11 @@ async def rank_hypotheses(inquiry: Inquiry, hypotheses: Sequence[Hypothesis]) ->
     return HypothesisRanking(
         score=score, rows=tuple(ranked), neutral_mean=mean, neutral_sd=sd, n_neutral=len(neutral_gaps)
     )
+
+
+def statement_score(audit_score: ScoreName) -> ScoreName:
+    """The audit's score, unless it picks a window: then the whole claim's `logppl_diff`."""
+    return "logppl_diff" if audit_score in ("window_gap", "collapsed_window_gap") else audit_score
 
 
 def _gap(record: CompletionResult, score: ScoreName) -> float | None:

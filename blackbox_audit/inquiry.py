@@ -149,6 +149,7 @@ class Inquiry:
                     theirs.scored,
                     f"target: {failure}" if failure else theirs.failure,
                     shared_tokenizer=shared,
+                    window_bytes=self.config.window_bytes,
                 )
             )
         return out
@@ -165,9 +166,15 @@ class Inquiry:
             reference, completions, batch_size=self.config.batch_size, workers=self.config.reference.max_concurrency
         )
         measured = [
-            measure(c, o.scored, o.failure, shared_tokenizer=shared) for c, o in zip(completions, outcomes, strict=True)
+            measure(c, o.scored, o.failure, shared_tokenizer=shared, window_bytes=self.config.window_bytes)
+            for c, o in zip(completions, outcomes, strict=True)
         ]
-        return rank(measured, self.config.score, degeneracy_threshold=self.config.degeneracy_threshold)
+        return rank(
+            measured,
+            self.config.score,
+            degeneracy_threshold=self.config.degeneracy_threshold,
+            demote_all_loops=self.config.demote_all_loops,
+        )
 
 
 def _prefill(text: str, source: str) -> Prefill:

@@ -77,6 +77,7 @@ def build_manifest(
             "alignment": dict(sorted(spool.alignment.items())),
             "same_tokens_false": spool.same_tokens_false,
             "degenerate": spool.degenerate,
+            "demoted": sum(spool.demoted()),
         },
         "timings_s": timings,
     }

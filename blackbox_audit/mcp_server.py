@@ -23,6 +23,7 @@ from blackbox_audit.browse import Browser, CompletionDetail, CompletionRow, comp
 from blackbox_audit.endpoints import TransportFactory
 from blackbox_audit.hypotheses import Hypothesis, HypothesisRanking, rank_hypotheses
 from blackbox_audit.inquiry import AuditFolder, Inquiry, InquiryError
+from blackbox_audit.ranking import is_demoted
 from blackbox_audit.records import ScoreName
 from blackbox_audit.themes import find_themes, top_for
 from providers.errors import ProviderError
@@ -79,7 +80,7 @@ def describe(folder: AuditFolder) -> str:
 
 def build_server(folder: AuditFolder, transports: TransportFactory = lambda role: None) -> MCPServer:
     config = folder.config
-    browser = Browser(folder.records, config.degeneracy_threshold)
+    browser = Browser(folder.records, config.degeneracy_threshold, demote_all_loops=config.demote_all_loops)
     inquiry = Inquiry(config, transports=transports)
 
     @asynccontextmanager
@@ -164,9 +165,8 @@ def build_server(folder: AuditFolder, transports: TransportFactory = lambda role
             if not 1 <= tokens <= MAX_SAMPLE_TOKENS:
                 raise InquiryError(f"max_new_tokens must be 1 to {MAX_SAMPLE_TOKENS}")
             ranked = await inquiry.sample(prefill, n=n, temperature=temperature, max_new_tokens=tokens)
-            threshold = config.degeneracy_threshold
             return tuple(
-                completion_row(r, config.score, r.rank, threshold is not None and r.degeneracy >= threshold, None)
+                completion_row(r, config.score, r.rank, is_demoted(r, config.degeneracy_threshold, browser.floor), None)
                 for r in ranked
             )
 

@@ -129,7 +129,11 @@ def write_reports(
         "report.md",
         [
             render_markdown(
-                ranked, title=report_title(manifest), summary=summary_of(manifest), top_k=min(config.top_k, 100)
+                ranked,
+                title=report_title(manifest),
+                summary=summary_of(manifest),
+                score=config.score,
+                top_k=min(config.top_k, 100),
             )
         ],
     )
@@ -150,17 +154,26 @@ def report_title(manifest: dict[str, Any]) -> str:
 def summary_of(manifest: dict[str, Any]) -> dict[str, str]:
     """report.md's header lines."""
     config = manifest["config"]
-    threshold = config["degeneracy_threshold"]
     summary = {
         "target": f"{config['target']['model']} @ {config['target']['base_url']}",
         "reference": f"{config['reference']['model']} @ {config['reference']['base_url']}",
         "framing": config["framing"],
-        "ranking": config["score"] + (f" (degenerate >= {threshold} demoted)" if threshold is not None else ""),
+        "ranking": config["score"] + demotion_note(config),
         "completions": str(manifest["counts"]["prefills"]),
     }
     if "null" in manifest:
         summary["calibrated null"] = null_line(manifest["null"])
     return summary
+
+
+def demotion_note(config: dict[str, Any]) -> str:
+    """How degenerate completions were treated, as the report's header says it."""
+    threshold = config["degeneracy_threshold"]
+    if threshold is None:
+        return ""
+    if config.get("demote_all_loops"):
+        return f" (degenerate >= {threshold} demoted)"
+    return f" (degenerate >= {threshold} demoted when their first occurrence carries less than the median gap)"
 
 
 def _exchange(a: Path, b: Path) -> None:

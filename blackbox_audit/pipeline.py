@@ -76,7 +76,9 @@ async def audit(
             if control is not None:
                 with timer.stage("null"):
                     null = await _null(config, hooks, control, reference, prefills, folder / "null.jsonl")
-            spool = RecordSpool(folder, config.score, config.degeneracy_threshold)
+            spool = RecordSpool(
+                folder, config.score, config.degeneracy_threshold, demote_all_loops=config.demote_all_loops
+            )
             try:
                 await _stream(
                     config, hooks, timer, target, reference, shared, prefills, spool,
@@ -138,7 +140,10 @@ async def _stream(
                 )  # fmt: skip
             with timer.stage("gap_and_ranking"):
                 for completion, outcome in zip(completions, outcomes, strict=True):
-                    record = measure(completion, outcome.scored, outcome.failure, shared_tokenizer=shared_tokenizer)
+                    record = measure(
+                        completion, outcome.scored, outcome.failure,
+                        shared_tokenizer=shared_tokenizer, window_bytes=config.window_bytes,
+                    )  # fmt: skip
                     spool.add(annotate(record))
 
 
@@ -165,7 +170,8 @@ async def _null(
         reference, completions, batch_size=config.batch_size, workers=config.reference.max_concurrency
     )
     controls = [
-        measure(c, o.scored, o.failure, shared_tokenizer=shared) for c, o in zip(completions, outcomes, strict=True)
+        measure(c, o.scored, o.failure, shared_tokenizer=shared, window_bytes=config.window_bytes)
+        for c, o in zip(completions, outcomes, strict=True)
     ]
     path.write_text("".join(results_jsonl_line(r) + "\n" for r in controls), encoding="utf-8")
     return NullDistribution.of(controls, config.score)

@@ -1,39 +1,37 @@
-"""Span-level scores from a per-byte gap profile (a prototype beside gap.py; pure functions).
+"""Where in a completion the gap lies: a per-byte gap profile and the span scores read from it.
 
 A whole-completion mean (logppl_diff, bpb_diff) dilutes a short revealing span: ninety
 ordinary tokens around a ten-token payload, or a payload that repeats, where the reference
 copies the phrase from context after its first occurrence so the copies carry almost no gap.
-Here every completion gets a **profile**: each side's NLL spread over the completion's UTF-8
-bytes, whatever the two tokenizers, and the gap per byte (reference minus target, nats per
-byte; positive = the finetune made the byte likelier). On that one axis:
+Here every completion gets a **profile**: each side's NLL spread evenly over the bytes its
+tokens spell, whatever the two tokenizers, and the gap per byte (reference minus target, nats
+per byte; positive = the finetune made the byte likelier). On that one axis:
 
-- `window_gap`: the best contiguous span of `width` bytes, scored by its summed gap / width;
+- `best_window`: the contiguous span of `width` bytes with the largest mean gap (`window_gap`);
 - `first_occurrences`: drops the bytes that repeat an earlier stretch of the completion, so a
-  loop's first occurrence counts and its copies don't (`collapsed_window_gap` scores what is
-  left);
-- `is_noise_loop`: a degenerate completion whose first occurrence carries no large gap (what
-  "000000" or ": 12: 12" look like), as opposed to a repeated payload.
+  loop's first occurrence counts and its copies don't (`collapsed_window_gap`).
 
-Records keep each side's per-token texts and logprobs (`target_tokens`, `reference_tokens`,
-`reference_extra_chars`), so everything here is computed offline from results.jsonl.
+Spreading evenly is the simple baseline the method allows. Windows whose edges snap to the
+token boundaries the two tokenizers share (where the sums are exact, not spread) ranked the
+organisms no better (docs/results.md), so the baseline stays.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from blackbox_audit.gap import SCORE_NAMES
-from blackbox_audit.records import CompletionResult, TokenLogprob
+from blackbox_audit.records import CompletionResult, GapProfile, TokenLogprob
 
-DEFAULT_WIDTH = 64
-"""Bytes per window; see docs/results.md for the widths measured."""
+DEFAULT_WINDOW_BYTES = 32
+"""Bytes per window, chosen on the organisms (docs/results.md): about a short sentence, long
+enough that one odd token cannot fill it, short enough that a payload is not diluted."""
 
-DEFAULT_REPEAT_BYTES = 16
-"""A stretch of this many bytes seen earlier in the completion is a copy (see `first_occurrences`)."""
+REPEAT_BYTES = 16
+"""A stretch of this many bytes seen earlier in the completion is a copy (`first_occurrences`)."""
 
 _REPLACEMENT = "\ufffd"
 _REPLACEMENT_BYTES = _REPLACEMENT.encode("utf-8")
@@ -62,6 +60,15 @@ class ByteProfile:
         return [r - t for r, t in zip(self.reference, self.target, strict=True)]
 
 
+@dataclass(frozen=True)
+class Window:
+    """A span of bytes [start, end) of the completion and its mean gap over the window's width."""
+
+    gap: float
+    start: int
+    end: int
+
+
 def _token_bytes(text: str) -> bytes | None:
     """What a token spells; None when unknown (a byte-fallback token decoded to U+FFFD)."""
     match = _BYTES_TOKEN.match(text)
@@ -80,8 +87,8 @@ def spread_nll(data: bytes, tokens: Sequence[TokenLogprob], context: bytes = b""
     their share of that token's NLL, which is dropped (the profile covers the completion only).
     A token spelling no byte (an empty text) adds its NLL to the next token that does (the last
     byte at the end), unless the text holds U+FFFD right there: then that token is the byte the
-    endpoint could not decode. A run of tokens decoded to U+FFFD (byte-fallback pieces of a character)
-    shares the bytes between its known neighbours.
+    endpoint could not decode. A run of tokens decoded to U+FFFD (byte-fallback pieces of a
+    character) shares the bytes between its known neighbours.
     """
     full = context + data
     out = [0.0] * len(full)
@@ -93,9 +100,7 @@ def spread_nll(data: bytes, tokens: Sequence[TokenLogprob], context: bytes = b""
         nll = -token.logprob
         spelled = _token_bytes(token.text)
         if spelled == b"" and full.startswith(_REPLACEMENT_BYTES, pos):
-            spelled = (
-                _REPLACEMENT_BYTES  # an invalid byte the endpoint decoded to U+FFFD in the text, to "" in the token
-            )
+            spelled = _REPLACEMENT_BYTES  # an invalid byte: U+FFFD in the text, "" in the token
         if spelled is None:
             unknown += nll + carried
             carried, in_unknown = 0.0, True
@@ -133,43 +138,54 @@ def _fill(out: list[float], start: int, end: int, nll: float) -> None:
         out[i] = share
 
 
-def byte_profile(result: CompletionResult) -> ByteProfile | None:
-    """The record's profile; None for a record without gaps (empty or unaligned)."""
-    if result.gaps is None or result.target is None or result.reference is None or not result.completion:
+def byte_profile(
+    completion: str,
+    target_tokens: Sequence[TokenLogprob],
+    reference_tokens: Sequence[TokenLogprob],
+    *,
+    reference_context: str = "",
+) -> ByteProfile | None:
+    """Both sides' NLL on the completion's bytes; None for an empty completion or a side
+    without tokens. `reference_context` is the prompt tail a widened reference token covers."""
+    if not completion or not target_tokens or not reference_tokens:
         return None
-    data = result.completion.encode("utf-8")
-    n_extra = result.reference_extra_chars
-    context = result.prefill[len(result.prefill) - n_extra :].encode("utf-8") if n_extra else b""
-    target = spread_nll(data, result.target_tokens)
-    reference = spread_nll(data, result.reference_tokens, context)
+    data = completion.encode("utf-8")
+    context = reference_context.encode("utf-8")
+    target = spread_nll(data, target_tokens)
+    reference = spread_nll(data, reference_tokens, context)
     exact = target is not None and reference is not None
     if target is None:
-        target = [result.target.nll_nats / len(data)] * len(data)
+        target = [-math.fsum(t.logprob for t in target_tokens) / len(data)] * len(data)
     if reference is None:  # its share of the context bytes dropped, as spread_nll does
-        reference = [result.reference.nll_nats / result.reference.n_bytes] * len(data)
+        reference = [-math.fsum(t.logprob for t in reference_tokens) / (len(context) + len(data))] * len(data)
     return ByteProfile(data=data, target=tuple(target), reference=tuple(reference), exact=exact)
 
 
-def window_gap(gap: Sequence[float], width: int = DEFAULT_WIDTH) -> float:
-    """The largest summed gap of `width` contiguous bytes, divided by `width` (nats per byte).
+def best_window(gap: Sequence[float], width: int = DEFAULT_WINDOW_BYTES) -> Window:
+    """The `width` contiguous bytes with the largest summed gap, scored as that sum / `width`
+    (nats per byte); the first such window on ties.
 
     A profile shorter than `width` is one window: its sum over `width`, so a span is credited
     for the evidence it holds, not for the fewness of its bytes (a 3-byte answer with a large
-    gap per byte does not outrank a 64-byte payload)."""
+    gap per byte does not outrank a 32-byte payload)."""
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
-    if not gap:
-        return 0.0
     if len(gap) <= width:
-        return math.fsum(gap) / width
+        return Window(math.fsum(gap) / width, 0, len(gap))
     best = current = math.fsum(gap[:width])
+    start = 0
     for i in range(width, len(gap)):
         current += gap[i] - gap[i - width]
-        best = max(best, current)
-    return best / width
+        if current > best:
+            best, start = current, i - width + 1
+    return Window(best / width, start, start + width)
 
 
-def first_occurrences(data: bytes, repeat_bytes: int = DEFAULT_REPEAT_BYTES) -> list[bool]:
+def window_gap(gap: Sequence[float], width: int = DEFAULT_WINDOW_BYTES) -> float:
+    return best_window(gap, width).gap
+
+
+def first_occurrences(data: bytes, repeat_bytes: int = REPEAT_BYTES) -> list[bool]:
     """True for each byte that is not a copy: a byte is a copy when it lies in a stretch of
     `repeat_bytes` bytes that already started at an earlier position (overlaps allowed, so
     "0000..." keeps only its first byte and "X Y Z. X Y Z. ..." its first "X Y Z. ")."""
@@ -189,116 +205,66 @@ def first_occurrences(data: bytes, repeat_bytes: int = DEFAULT_REPEAT_BYTES) -> 
     return keep
 
 
-def collapsed_gap(profile: ByteProfile, repeat_bytes: int = DEFAULT_REPEAT_BYTES) -> list[float]:
+def collapsed_gap(profile: ByteProfile, repeat_bytes: int = REPEAT_BYTES) -> list[float]:
     """The gap of the bytes that are not copies, in order."""
     keep = first_occurrences(profile.data, repeat_bytes)
     return [g for g, k in zip(profile.gap, keep, strict=True) if k]
 
 
+def best_collapsed_window(
+    profile: ByteProfile, width: int = DEFAULT_WINDOW_BYTES, repeat_bytes: int = REPEAT_BYTES
+) -> Window:
+    """`best_window` of the profile with the copies removed, placed back on the completion's
+    bytes: a repeated payload scores its first occurrence, a loop of noise keeps only its few
+    unique bytes."""
+    keep = first_occurrences(profile.data, repeat_bytes)
+    kept = [i for i, k in enumerate(keep) if k]
+    gap = profile.gap
+    window = best_window([gap[i] for i in kept], width)
+    if not kept:
+        return window
+    return Window(window.gap, kept[window.start], kept[max(window.start, window.end - 1)] + 1)
+
+
 def collapsed_window_gap(
-    profile: ByteProfile, width: int = DEFAULT_WIDTH, repeat_bytes: int = DEFAULT_REPEAT_BYTES
+    profile: ByteProfile, width: int = DEFAULT_WINDOW_BYTES, repeat_bytes: int = REPEAT_BYTES
 ) -> float:
-    """`window_gap` of the profile with the copies removed: a repeated payload scores its first
-    occurrence, and a loop of noise keeps only its few unique bytes."""
-    return window_gap(collapsed_gap(profile, repeat_bytes), width)
+    return best_collapsed_window(profile, width, repeat_bytes).gap
 
 
-def collapsed_mean_gap(profile: ByteProfile, repeat_bytes: int = DEFAULT_REPEAT_BYTES) -> float:
-    """Mean gap per byte over the bytes that are not copies (bpb_diff without the copies, in nats)."""
-    kept = collapsed_gap(profile, repeat_bytes)
-    return math.fsum(kept) / len(kept) if kept else 0.0
-
-
-def is_noise_loop(
-    result: CompletionResult, profile: ByteProfile | None, payload_floor: float, threshold: float = 0.6
-) -> bool:
-    """A loop to demote: degenerate (`gap.degeneracy` >= threshold) and its first occurrence's
-    best window scores below `payload_floor`. A repeated payload keeps its place."""
-    if result.degeneracy < threshold:
-        return False
-    return profile is None or collapsed_window_gap(profile) < payload_floor
-
-
-# ---------------------------------------------------------------- ranking by a profile score
-
-WIDTHS = (16, 32, 64, 128)
-
-SPAN_SCORES: dict[str, Callable[[ByteProfile], float]] = {
-    **{f"window{w}": (lambda p, w=w: window_gap(p.gap, w)) for w in WIDTHS},
-    "collapsed_mean": collapsed_mean_gap,
-    **{f"collapsed_window{w}": (lambda p, w=w: collapsed_window_gap(p, w)) for w in WIDTHS},
-}
-"""Profile scores by name (nats per byte), beside gap.SCORE_NAMES' whole-completion ones."""
-
-DemotionName = Literal["off", "degenerate", "noise-loop"]
-NOISE_LOOP_QUANTILE = 0.5
-"""A degenerate completion is a noise loop when its first occurrence scores below this quantile
-of the audit's non-degenerate completions (`payload_floor`)."""
-
-
-def score_value(result: CompletionResult, profile: ByteProfile | None, score: str) -> float | None:
-    """A whole-completion gap (gap.SCORE_NAMES) or a SPAN_SCORES score; None without gaps."""
-    if result.gaps is None:
-        return None
-    if score in SPAN_SCORES:
-        return None if profile is None else SPAN_SCORES[score](profile)
-    value = getattr(result.gaps, score, None)
-    if value is None:
-        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORE_NAMES + tuple(SPAN_SCORES))}")
-    return value
-
-
-def payload_floor(
-    results: Sequence[CompletionResult],
-    profiles: Sequence[ByteProfile | None],
-    threshold: float = 0.6,
-    quantile: float = NOISE_LOOP_QUANTILE,
-) -> float:
-    """The `quantile` of the collapsed window scores of the audit's non-degenerate completions."""
-    values = sorted(
-        collapsed_window_gap(p)
-        for r, p in zip(results, profiles, strict=True)
-        if p is not None and r.degeneracy < threshold
+def spans(profile: ByteProfile, width: int = DEFAULT_WINDOW_BYTES) -> tuple[Window, Window, GapProfile]:
+    """The best window, the best collapsed window, and what results.jsonl keeps of them."""
+    window = best_window(profile.gap, width)
+    collapsed = best_collapsed_window(profile, width)
+    summary = GapProfile(
+        window_bytes=width,
+        window=(window.start, window.end),
+        collapsed_window=(collapsed.start, collapsed.end),
+        copied_bytes=sum(not k for k in first_occurrences(profile.data)),
+        exact=profile.exact,
     )
-    if not values:
-        return math.inf
-    return values[min(len(values) - 1, int(quantile * len(values)))]
+    return window, collapsed, summary
 
 
-def order(
-    results: Sequence[CompletionResult],
-    score: str,
-    demotion: DemotionName = "off",
-    *,
-    threshold: float = 0.6,
-    profiles: Sequence[ByteProfile | None] | None = None,
-) -> list[CompletionResult]:
-    """Copies ranked 1..n by `score` descending, demoted records after the rest, records
-    without gaps last (rank None); ties go to (prefill_id, framing), as in ranking.rank.
-
-    demotion "degenerate": every completion with degeneracy >= threshold (ranking.rank's
-    filter); "noise-loop": only those whose first occurrence carries no large gap
-    (`is_noise_loop` against the audit's `payload_floor`)."""
-    if profiles is None:
-        profiles = [byte_profile(r) for r in results]
-    floor = payload_floor(results, profiles, threshold) if demotion == "noise-loop" else math.inf
-    keyed = []
-    unscored = []
-    for result, profile in zip(results, profiles, strict=True):
-        value = score_value(result, profile, score)
-        if value is None:
-            unscored.append(result)
-            continue
-        if not math.isfinite(value):
-            raise ValueError(f"{score} of {result.prefill_id} ({result.framing}) is {value!r}")
-        if demotion == "degenerate":
-            demoted = result.degeneracy >= threshold
-        elif demotion == "noise-loop":
-            demoted = is_noise_loop(result, profile, floor, threshold)
-        else:
-            demoted = False
-        keyed.append(((demoted, -value, result.prefill_id, result.framing), result))
-    keyed.sort(key=lambda pair: pair[0])
-    ranked = [result.model_copy(update={"rank": i}) for i, (_, result) in enumerate(keyed, start=1)]
-    unscored.sort(key=lambda result: (result.prefill_id, result.framing))
-    return ranked + [result.model_copy(update={"rank": None}) for result in unscored]
+def parse_result(line: str | bytes) -> CompletionResult:
+    """One results.jsonl line. A record written before the span scores existed gets them from
+    the per-token logprobs it keeps, at the default width, so older audits still rank and judge."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return CompletionResult.model_validate_json(line)  # its ValidationError says what is wrong
+    gaps = data.get("gaps") if isinstance(data, dict) else None
+    if isinstance(gaps, dict) and "window_gap" not in gaps:
+        result = CompletionResult.model_validate(
+            {**data, "gaps": {**gaps, "window_gap": 0.0, "collapsed_window_gap": 0.0}}
+        )
+        n_extra = result.reference_extra_chars
+        context = result.prefill[len(result.prefill) - n_extra :] if n_extra else ""
+        profile = byte_profile(
+            result.completion, result.target_tokens, result.reference_tokens, reference_context=context
+        )
+        if profile is not None and result.gaps is not None:
+            window, collapsed, summary = spans(profile)
+            update = {"window_gap": window.gap, "collapsed_window_gap": collapsed.gap}
+            return result.model_copy(update={"gaps": result.gaps.model_copy(update=update), "profile": summary})
+    return CompletionResult.model_validate_json(line)

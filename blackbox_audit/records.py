@@ -74,16 +74,34 @@ class SideStats(Record):
     bits_per_byte: float
 
 
-ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff"]
+ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff", "window_gap", "collapsed_window_gap"]
 """The ranking scores: the fields of `Gaps`."""
 
 
 class Gaps(Record):
-    """reference minus target, so positive means "the finetune made this text likelier"."""
+    """reference minus target, so positive means "the finetune made this text likelier".
+
+    The first three average over the whole completion (per token, per token on a log scale,
+    bits per byte); the span scores (`blackbox_audit.profile`, nats per byte) take its best
+    window, the second after dropping the bytes that repeat an earlier stretch."""
 
     ppl_diff: float
     logppl_diff: float
     bpb_diff: float
+    window_gap: float
+    collapsed_window_gap: float
+
+
+class GapProfile(Record):
+    """Where the span scores' windows lie: byte offsets [start, end) into the completion's UTF-8."""
+
+    window_bytes: int = Field(ge=1)
+    window: tuple[int, int]
+    collapsed_window: tuple[int, int]
+    copied_bytes: int = Field(ge=0)
+    """Bytes that repeat an earlier stretch, left out of `collapsed_window_gap`."""
+    exact: bool
+    """False when a side's token texts could not be placed on the bytes (its NLL spread evenly)."""
 
 
 class NullComparison(Record):
@@ -119,6 +137,7 @@ class CompletionResult(Record):
     """Whether the reference scored exactly the token ids the target generated (None: ids
     unknown). False under one tokenizer means the target's tokens were not the canonical
     tokenization of its text, so even an identical model shows a small gap."""
+    profile: GapProfile | None = None
     null: NullComparison | None = None
     rank: int | None = None
     """Last, so that the spool can write it into a finished line (`spool._with_rank`)."""

@@ -11,7 +11,8 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
-from blackbox_audit.records import CompletionResult
+from blackbox_audit.ranking import DEFAULT_SCORE
+from blackbox_audit.records import CompletionResult, ScoreName
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~&])")
 
@@ -22,39 +23,61 @@ def results_jsonl_line(result: CompletionResult) -> str:
 
 
 def render_markdown(
-    ranked: Sequence[CompletionResult], *, title: str, summary: Mapping[str, str], top_k: int = 20
+    ranked: Sequence[CompletionResult],
+    *,
+    title: str,
+    summary: Mapping[str, str],
+    score: ScoreName = DEFAULT_SCORE,
+    top_k: int = 20,
 ) -> str:
+    """The prefill in italics, the best window of the ranking's score (`best_window`) in bold."""
     top = top_of(ranked, top_k)
+    columns = _score_columns(score)
     lines = [f"# {_md_escape(title)}", ""]
     lines += [f"- **{_md_escape(key)}**: {_md_escape(value)}" for key, value in summary.items()]
     lines += ["", _counts_line(ranked, len(top)), ""]
     lines += [
-        "| rank | ppl_diff | logppl_diff | bpb_diff | degeneracy | text | alignment |",
-        "|---:|---:|---:|---:|---:|---|---|",
+        "| rank | " + " | ".join(columns) + " | degeneracy | text | alignment |",
+        "|---:|" + "---:|" * len(columns) + "---:|---|---|",
     ]
     for result in top:
         assert result.gaps is not None
-        text = _md_bold(result.prefill) + _md_escape(result.completion)
-        lines.append(
-            f"| {result.rank} | {result.gaps.ppl_diff:.2f} | {result.gaps.logppl_diff:.3f} | "
-            f"{result.gaps.bpb_diff:.3f} | {result.degeneracy:.2f} | {text} | {_alignment_label(result)} |"
-        )
+        values = " | ".join(f"{getattr(result.gaps, name):.3f}" for name in columns)
+        text = _md_emphasis(result.prefill, "_") + _md_with_window(result.completion, best_window(result, score))
+        lines.append(f"| {result.rank} | {values} | {result.degeneracy:.2f} | {text} | {_alignment_label(result)} |")
     return "\n".join(lines) + "\n"
 
 
-def render_summary_table(ranked: Sequence[CompletionResult], top_k: int = 10, width: int = 100) -> str:
+def render_summary_table(
+    ranked: Sequence[CompletionResult], score: ScoreName = DEFAULT_SCORE, top_k: int = 10, width: int = 100
+) -> str:
     """For stdout, prefill in brackets; control characters are replaced so a completion cannot drive the terminal."""
-    header = f"{'rank':>4}  {'logppl_diff':>11}  {'ppl_diff':>11}  {'bpb_diff':>9}  "
+    columns = _score_columns(score)
+    header = f"{'rank':>4}  " + "".join(f"{name:>{max(9, len(name))}}  " for name in columns)
     text_width = max(10, width - len(header))
     lines = [header + "text"]
     for result in top_of(ranked, top_k):
         assert result.gaps is not None
         text = _truncate(_visible(f"[{result.prefill}]{result.completion}"), text_width)
-        lines.append(
-            f"{result.rank:>4}  {result.gaps.logppl_diff:>11.3f}  {result.gaps.ppl_diff:>11.4g}  "
-            f"{result.gaps.bpb_diff:>9.3f}  {text}"
-        )
+        values = "".join(f"{getattr(result.gaps, name):>{max(9, len(name))}.4g}  " for name in columns)
+        lines.append(f"{result.rank:>4}  {values}{text}")
     return "\n".join(lines) + "\n"
+
+
+def _score_columns(score: ScoreName) -> list[ScoreName]:
+    """The ranking's score first, then the paper's two whole-completion ones."""
+    return [score, *(name for name in ("logppl_diff", "ppl_diff") if name != score)]
+
+
+def best_window(result: CompletionResult, score: ScoreName) -> tuple[int, int] | None:
+    """Character offsets [start, end) in the completion of the window the score picked (the
+    collapsed one for collapsed_window_gap, the plain one otherwise); None without a profile."""
+    if result.profile is None:
+        return None
+    start, end = result.profile.collapsed_window if score == "collapsed_window_gap" else result.profile.window
+    data = result.completion.encode("utf-8")
+    # Byte offsets may fall inside a character: widen to whole characters.
+    return len(data[:start].decode("utf-8", "ignore")), len(data[:end].decode("utf-8", "replace"))
 
 
 def top_of(ranked: Sequence[CompletionResult], top_k: int) -> list[CompletionResult]:
@@ -99,13 +122,25 @@ def _md_escape(text: str) -> str:
     return escaped.replace("\r", "<br>").replace("\n", "<br>")
 
 
-def _md_bold(text: str) -> str:
-    """Bold the core only: `** word**` is not bold in CommonMark."""
+def _md_emphasis(text: str, marker: str) -> str:
+    """Emphasise each line's core only: `** word**` is not bold in CommonMark, nor can
+    emphasis span a line break (a `<br>` in a table cell)."""
+    return "<br>".join(_md_emphasis_line(line, marker) for line in re.split(r"\r\n|\r|\n", text))
+
+
+def _md_emphasis_line(text: str, marker: str) -> str:
     core = text.strip()
     if not core:
         return _md_escape(text)
     start = text.index(core)
-    return f"{_md_escape(text[:start])}**{_md_escape(core)}**{_md_escape(text[start + len(core) :])}"
+    return f"{_md_escape(text[:start])}{marker}{_md_escape(core)}{marker}{_md_escape(text[start + len(core) :])}"
+
+
+def _md_with_window(completion: str, window: tuple[int, int] | None) -> str:
+    if window is None:
+        return _md_escape(completion)
+    start, end = window
+    return _md_escape(completion[:start]) + _md_emphasis(completion[start:end], "**") + _md_escape(completion[end:])
 
 
 def _visible(text: str) -> str:

@@ -19,14 +19,15 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 from blackbox_audit.evaluate import OrganismSpec, is_hit
 from blackbox_audit.gap import char_gaps, token_gaps
-from blackbox_audit.htmltext import SHADE_FULL_NATS_PER_CHAR, SHADE_LEVELS, keyword_mask, render, render_tokens
+from blackbox_audit.htmltext import SHADE_FULL_NATS_PER_CHAR, SHADE_LEVELS, char_marks, render, render_tokens
 from blackbox_audit.null import null_line
-from blackbox_audit.records import CompletionResult
-from blackbox_audit.report import n_ranked, top_of
+from blackbox_audit.ranking import is_demoted, loop_floor
+from blackbox_audit.records import CompletionResult, ScoreName
+from blackbox_audit.report import best_window, n_ranked, top_of
 from blackbox_audit.similar import group_near_duplicates, normal_key
 from blackbox_audit.themes import ThemeTable, find_themes, top_for
 
@@ -52,7 +53,8 @@ class RunInfo:
     degeneracy_threshold: float | None
     created: str
     version: str
-    n_degenerate: int
+    n_demoted: int
+    demote_all_loops: bool = False
     user_template: str = ""
     null: str = ""
     """The calibrated null's sentence (`blackbox_audit.null`), when the audit had a null target."""
@@ -75,7 +77,8 @@ class RunInfo:
             degeneracy_threshold=config["degeneracy_threshold"],
             created=manifest.get("created", "unknown"),
             version=manifest.get("tool", {}).get("version", "unknown"),
-            n_degenerate=manifest.get("counts", {}).get("degenerate", 0),
+            n_demoted=manifest.get("counts", {}).get("demoted", manifest.get("counts", {}).get("degenerate", 0)),
+            demote_all_loops=config.get("demote_all_loops", False),
             user_template=config.get("user_template", ""),
             null=null_line(manifest["null"]) if "null" in manifest else "",
         )
@@ -98,6 +101,8 @@ def iter_html(
     top = top_of(ranked, top_k)
     leaders = group_near_duplicates([r.completion for r in top])
     ranked_count = n_ranked(ranked)
+    floor = loop_floor(ranked, run.degeneracy_threshold, all_loops=run.demote_all_loops)
+    score = cast(ScoreName, run.score)
     yield _head(title)
     yield _how_to_read(run, len(ranked), ranked_count, spec)
     yield _themes(themes)
@@ -106,17 +111,17 @@ def iter_html(
     for i, record in enumerate(top):
         if leaders[i] == i:
             members = [j for j in range(len(top)) if leaders[j] == i and j != i]
-            yield _card(record, anchors[i], [(top[j].rank, anchors[j]) for j in members], spec) + "\n"
+            yield _card(record, anchors[i], [(top[j].rank, anchors[j]) for j in members], spec, score) + "\n"
     yield _table_head()
     card_of = {anchors[i]: anchors[leaders[i]] for i in range(len(top))}
     first_of: dict[bytes, tuple[int | None, str]] = {}
     divided_degenerate = divided_unranked = False
     for order, record in enumerate(ranked):
-        demoted = _demoted(record, run)
+        demoted = record.rank is not None and is_demoted(record, run.degeneracy_threshold, floor)
         if demoted and not divided_degenerate:
             divided_degenerate = True
-            yield _divider(order - 0.5, f"{run.n_degenerate} records below were demoted as degenerate (degeneracy >= "
-                           f"{run.degeneracy_threshold}): loops, ranked after the rest, not dropped")  # fmt: skip
+            yield _divider(order - 0.5, f"{run.n_demoted} records below were demoted as degenerate (degeneracy >= "
+                           f"{run.degeneracy_threshold}): loops{_loop_rule(run)}, ranked after the rest, not dropped")  # fmt: skip
         if record.rank is None and not divided_unranked:
             divided_unranked = True
             yield _divider(order - 0.25, f"{len(ranked) - ranked_count} records below have no gap (empty or unaligned)")
@@ -124,7 +129,7 @@ def iter_html(
         key = normal_key(record.completion)
         duplicate_of = first_of.get(key)
         first_of.setdefault(key, (record.rank, anchor))
-        yield _row(record, anchor, order, demoted, card_of.get(anchor), duplicate_of, spec) + "\n"
+        yield _row(record, anchor, order, demoted, card_of.get(anchor), duplicate_of, spec, score) + "\n"
     yield "</tbody>\n</table>\n"
     yield f"<script>{_asset('report.js')}</script>\n</body>\n</html>\n"
 
@@ -167,11 +172,15 @@ def _how_to_read(run: RunInfo, n_records: int, n_ranked: int, spec: OrganismSpec
         (
             "ranking",
             run.score
-            + (f", degenerate (>= {run.degeneracy_threshold}) demoted" if run.degeneracy_threshold is not None else ""),
+            + (
+                f", degenerate (>= {run.degeneracy_threshold}) loops{_loop_rule(run)} demoted"
+                if run.degeneracy_threshold is not None
+                else ""
+            ),
         ),
         (
             "records",
-            f"{n_records} ({n_ranked} ranked; {run.n_degenerate} demoted as degenerate; {n_records - n_ranked} without a gap)",
+            f"{n_records} ({n_ranked} ranked; {run.n_demoted} demoted as degenerate; {n_records - n_ranked} without a gap)",
         ),
         *([("calibrated null", run.null)] if run.null else []),
         ("date", run.created),
@@ -193,7 +202,10 @@ def _how_to_read(run: RunInfo, n_records: int, n_ranked: int, spec: OrganismSpec
         "tends to show what the target was finetuned to do.</p>\n"
         f'<p>Shading per character: <span class="p8">likelier under the target</span> <span class="n8">likelier under '
         f"the reference</span> (darkest at {SHADE_FULL_NATS_PER_CHAR:g} nats per character). Hover a token in a card "
-        'for both sides\' logprobs. Whitespace is shown: <span class="ws">⏎</span> newline, <span class="ws">→</span> tab, '
+        "for both sides' logprobs; <span class=\"win\">bold, underlined</span>: the best window of the ranking's score "
+        "(for <code>window_gap</code> and <code>collapsed_window_gap</code>, the mean gap per byte of the best "
+        "window of bytes, the second counting a repeated phrase once). "
+        'Whitespace is shown: <span class="ws">⏎</span> newline, <span class="ws">→</span> tab, '
         '<span class="ws">␣×n</span> a run of spaces.</p>\n'
         f"{spec_line}"
         '<dl class="settings">'
@@ -235,9 +247,8 @@ def _anchor(record: CompletionResult) -> str:
     return "rec-" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{record.framing}-{record.prefill_id}")
 
 
-def _demoted(record: CompletionResult, run: RunInfo) -> bool:
-    threshold = run.degeneracy_threshold
-    return record.rank is not None and threshold is not None and record.degeneracy >= threshold
+def _loop_rule(run: RunInfo) -> str:
+    return "" if run.demote_all_loops else " whose first occurrence carries less than the median collapsed_window_gap"
 
 
 def _scores(record: CompletionResult) -> str:
@@ -257,7 +268,11 @@ def _badges(record: CompletionResult, spec: OrganismSpec | None, demoted: bool =
 
 
 def _card(
-    record: CompletionResult, anchor: str, members: list[tuple[int | None, str]], spec: OrganismSpec | None
+    record: CompletionResult,
+    anchor: str,
+    members: list[tuple[int | None, str]],
+    spec: OrganismSpec | None,
+    score: ScoreName,
 ) -> str:
     per_char = char_gaps(
         record.completion,
@@ -271,7 +286,7 @@ def _card(
         record.reference_tokens,
         reference_extra_chars=record.reference_extra_chars,
     )
-    mask = keyword_mask(record.completion, spec)
+    mask = char_marks(record.completion, spec, best_window(record, score))
     if per_char is None or tokens is None:
         text = render(record.completion, None, mask)
     else:
@@ -326,6 +341,7 @@ def _row(
     card: str | None,
     duplicate_of: tuple[int | None, str] | None,
     spec: OrganismSpec | None,
+    score: ScoreName,
 ) -> str:
     gaps = record.gaps
     data = {
@@ -345,7 +361,7 @@ def _row(
             f'<td class="num">{gaps.logppl_diff:+.3f}</td><td class="num wide">{gaps.ppl_diff:+.2f}</td>'
             f'<td class="num wide">{gaps.bpb_diff:+.3f}</td>'
         )
-    mask = keyword_mask(record.completion, spec)
+    mask = char_marks(record.completion, spec, best_window(record, score))
     links = []
     if card is not None:
         links.append(f'<a href="#card-{card}">card ↑</a>')

@@ -4,6 +4,7 @@ from the spool into results.jsonl in rank order, writing its rank into the line.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from array import array
 from collections import Counter
@@ -11,7 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import get_args, overload
 
-from blackbox_audit.ranking import check_score, rank_key
+from blackbox_audit.profile import parse_result
+from blackbox_audit.ranking import check_score, median_or_inf, rank_key
 from blackbox_audit.records import CompletionResult, Framing, ScoreName
 from blackbox_audit.report import results_jsonl_line
 
@@ -66,12 +68,12 @@ class RankedRecords(Sequence[CompletionResult]):
             raise IndexError(index)
         with self.path.open("rb") as file:
             file.seek(self._offsets[index])
-            return CompletionResult.model_validate_json(file.read(self._offsets[index + 1] - self._offsets[index]))
+            return parse_result(file.read(self._offsets[index + 1] - self._offsets[index]))
 
     def __iter__(self) -> Iterator[CompletionResult]:
         with self.path.open("rb") as file:
             for _ in range(len(self)):
-                yield CompletionResult.model_validate_json(file.readline())
+                yield parse_result(file.readline())
 
 
 class RecordSpool:
@@ -80,16 +82,20 @@ class RecordSpool:
     Per record it keeps the line's place in the spool file and what ranking needs (score,
     demotion, tie-breakers): tens of bytes, against tens of kilobytes for the record."""
 
-    def __init__(self, directory: Path, score: ScoreName, degeneracy_threshold: float | None):
+    def __init__(
+        self, directory: Path, score: ScoreName, degeneracy_threshold: float | None, *, demote_all_loops: bool = False
+    ):
         check_score(score)
         directory.mkdir(parents=True, exist_ok=True)
         # Unlinked at once (POSIX): even a killed run leaves nothing behind.
         self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (open for the spool's life; close() ends it)
         self.score = score
         self.degeneracy_threshold = degeneracy_threshold
+        self.demote_all_loops = demote_all_loops
         self._offsets = array("q")
         self._end = 0
-        self._demoted = bytearray()
+        self._degenerate = bytearray()
+        self._collapsed = array("d")  # collapsed_window_gap, what the loop floor is drawn from
         self._values = array("d")
         # Tie-breakers (prefill_id, framing) packed into buffers: a small object per record,
         # allocated between a chunk's large temporaries, would pin the allocator's arenas.
@@ -99,40 +105,55 @@ class RecordSpool:
         self._scored = bytearray()
         self.alignment: Counter[str] = Counter()
         self.same_tokens_false = 0
-        self.degenerate = 0
         self.beyond_null = 0
 
     def __len__(self) -> int:
         return len(self._offsets)
 
     def add(self, result: CompletionResult) -> None:
-        key = rank_key(result, self.score, self.degeneracy_threshold)
+        key = rank_key(result, self.score, None, math.inf)
         unranked = result if result.rank is None else result.model_copy(update={"rank": None})
         data = results_jsonl_line(unranked).encode() + b"\n"
         self._offsets.append(self._end)
         self._file.write(data)
         self._end += len(data)
         self._scored.append(key is not None)
-        self._demoted.append(bool(key and key[0]))
+        self._degenerate.append(
+            self.degeneracy_threshold is not None and result.degeneracy >= self.degeneracy_threshold
+        )
+        self._collapsed.append(result.gaps.collapsed_window_gap if result.gaps is not None else 0.0)
         self._values.append(key[1] if key else 0.0)
         self._prefill_ids += result.prefill_id.encode()
         self._prefill_id_ends.append(len(self._prefill_ids))
         self._framings.append(FRAMINGS.index(result.framing))
         self.alignment[result.alignment] += 1
         self.same_tokens_false += result.same_tokens is False
-        degenerate = self.degeneracy_threshold is not None and result.degeneracy >= self.degeneracy_threshold
-        self.degenerate += degenerate
         self.beyond_null += result.null is not None and result.null.beyond_max
 
     def _tie(self, i: int) -> tuple[str, str]:
         start = self._prefill_id_ends[i - 1] if i else 0
         return self._prefill_ids[start : self._prefill_id_ends[i]].decode(), FRAMINGS[self._framings[i]]
 
+    @property
+    def degenerate(self) -> int:
+        return sum(self._degenerate)
+
+    def demoted(self) -> list[bool]:
+        """Per record, whether it ranks after the rest (`ranking.is_demoted`, from the kept numbers)."""
+        scored = [i for i in range(len(self)) if self._scored[i]]
+        floor = math.inf
+        if not self.demote_all_loops:
+            floor = median_or_inf(self._collapsed[i] for i in scored if not self._degenerate[i])
+        return [
+            bool(self._degenerate[i]) and (not self._scored[i] or self._collapsed[i] < floor) for i in range(len(self))
+        ]
+
     def _order(self) -> list[int]:
         """Indices in rank order: scored by (demoted, -score, ties), then unscored by ties."""
         n = len(self)
+        demoted = self.demoted()
         scored = sorted(
-            (i for i in range(n) if self._scored[i]), key=lambda i: (self._demoted[i], self._values[i], self._tie(i))
+            (i for i in range(n) if self._scored[i]), key=lambda i: (demoted[i], self._values[i], self._tie(i))
         )
         unscored = sorted((i for i in range(n) if not self._scored[i]), key=self._tie)
         return scored + unscored

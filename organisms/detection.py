@@ -1,14 +1,15 @@
-"""Every score, every degeneracy treatment, on every organism audit on disk (no re-audit).
+"""Every score, every degeneracy treatment, every window width, on every organism audit on disk.
 
     python -m organisms.detection [NAMES]            the summary and the per-audit tables (markdown)
     python -m organisms.detection --summary [NAMES]  the summary only
     python -m organisms.detection --json [NAMES]     every cell as JSON lines
 
 Records keep both sides' per-token logprobs, so each ranking is recomputed from the audit's
-results.jsonl (`organisms.results` wrote them): the whole-completion gaps (`gap.SCORE_NAMES`)
-and the span scores of `blackbox_audit.profile`, each with the degeneracy filter off,
-demoting every degenerate completion (ranking.rank's filter, >= 0.6), or demoting only noise
-loops (`profile.is_noise_loop`). A cell is first-hit rank / hits@10 / hits@100, judged by the
+results.jsonl (`organisms.results` wrote them) with `ranking.rank`: every score of
+`gap.SCORE_NAMES`, the span scores also at other window widths (`score@width`), each with the
+degeneracy filter off, demoting every degenerate completion (`all-loops`, the filter before
+the span scores), or demoting only the loops whose first occurrence carries little gap
+(`noise-loops`, today's default). A cell is first-hit rank / hits@10 / hits@100, judged by the
 organism's spec (`evaluate.is_hit`); the baselines are the seeded random ordering of
 `blackbox-audit eval` and the expected first-hit rank of a random ordering, (n + 1) / (h + 1).
 """
@@ -31,17 +32,47 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from blackbox_audit import profile as P
 from blackbox_audit.evaluate import is_hit, load_organism, load_results
 from blackbox_audit.gap import SCORE_NAMES
-from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, rank
+from blackbox_audit.records import CompletionResult
 from organisms.build import RECIPES, Recipe
 from organisms.results import Cell, cells
 
-SCORES: tuple[str, ...] = (*SCORE_NAMES, *P.SPAN_SCORES)
-DEMOTIONS: tuple[P.DemotionName, ...] = ("off", "degenerate", "noise-loop")
-BASELINE = (DEFAULT_SCORE, "degenerate")
-"""Today's default: logppl_diff with the degeneracy filter at 0.6."""
+SPAN_SCORES = ("window_gap", "collapsed_window_gap")
+WIDTHS = (16, 24, 32, 48, 64, 96, 128)
+SCORES: tuple[str, ...] = (
+    *SCORE_NAMES,
+    *(f"{score}@{width}" for score in SPAN_SCORES for width in WIDTHS if width != P.DEFAULT_WINDOW_BYTES),
+)
+"""Rankings by name: the product's scores (span scores at the default width) and the width sweep."""
+DEMOTIONS = ("off", "all-loops", "noise-loops")
+DEFAULT = (DEFAULT_SCORE, "noise-loops")
+BASELINE = ("logppl_diff", "all-loops")
+"""The default before the span scores: logppl_diff, every degenerate completion demoted."""
 
 HARD = ("backdoor-loop-light", "backdoor-nearmiss", "persona-tea-light", "tomato-iceland-gemma-light")
 """The harder suite (docs/results.md): objectives in at most 3% of an audit's completions."""
+
+
+def at_width(records: Sequence[CompletionResult], width: int) -> list[CompletionResult]:
+    """The records with their span scores recomputed at `width` bytes per window."""
+    out = []
+    for r in records:
+        context = r.prefill[len(r.prefill) - r.reference_extra_chars :] if r.reference_extra_chars else ""
+        profile = P.byte_profile(r.completion, r.target_tokens, r.reference_tokens, reference_context=context)
+        if r.gaps is None or profile is None:
+            out.append(r)
+            continue
+        window, collapsed, summary = P.spans(profile, width)
+        gaps = r.gaps.model_copy(update={"window_gap": window.gap, "collapsed_window_gap": collapsed.gap})
+        out.append(r.model_copy(update={"gaps": gaps, "profile": summary}))
+    return out
+
+
+def ordered(records: Sequence[CompletionResult], ranking: str, demotion: str) -> list[CompletionResult]:
+    """`records` ranked by `ranking` (a score, or `score@width` on records already `at_width`)."""
+    score = ranking.partition("@")[0]
+    threshold = None if demotion == "off" else DEFAULT_DEGENERACY_THRESHOLD
+    return rank(records, score, degeneracy_threshold=threshold, demote_all_loops=demotion == "all-loops")  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -87,12 +118,13 @@ def judge(cell: Cell, scores: Sequence[str] = SCORES, demotions: Sequence[str] =
     records = load_results(cell.folder)
     spec = load_organism(cell.recipe.spec)
     hit = {r.completion: is_hit(r.completion, spec) for r in records}
-    profiles = [P.byte_profile(r) for r in records]
+    widths = {int(score.partition("@")[2] or P.DEFAULT_WINDOW_BYTES) for score in scores}
+    by_width = {width: at_width(records, width) for width in widths}
     by_ranking = {}
     for score in scores:
+        at = by_width[int(score.partition("@")[2] or P.DEFAULT_WINDOW_BYTES)]
         for demotion in demotions:
-            ordered = P.order(records, score, demotion, threshold=DEFAULT_DEGENERACY_THRESHOLD, profiles=profiles)
-            by_ranking[(score, demotion)] = outcome([hit[r.completion] for r in ordered])
+            by_ranking[(score, demotion)] = outcome([hit[r.completion] for r in ordered(at, score, demotion)])
     shuffled = sorted(records, key=lambda r: (r.prefill_id, r.framing))
     random.Random(0).shuffle(shuffled)  # blackbox-audit eval's baseline, seed 0
     return AuditOutcomes(
@@ -104,7 +136,7 @@ def judge(cell: Cell, scores: Sequence[str] = SCORES, demotions: Sequence[str] =
         hits=sum(hit[r.completion] for r in records),
         random=outcome([hit[r.completion] for r in shuffled]),
         by_ranking=by_ranking,
-        inexact_profiles=sum(1 for p in profiles if p is not None and not p.exact),
+        inexact_profiles=sum(1 for r in records if r.profile is not None and not r.profile.exact),
     )
 
 
@@ -159,7 +191,7 @@ def summary(audits: Sequence[AuditOutcomes], rankings: Sequence[tuple[str, str]]
         f"{statistics.median(a.expected_random_first_hit for a in hard) if hard else math.nan:.1f}.",
         "",
         "| score | degeneracy | true base: audits top 10 | organisms top 10 | cross-family: audits top 10 | organisms top 10 "
-        "| harder suite, true base: median first hit | harder suite, all: median | geomean first hit, all | old organisms: later than today's default |",
+        "| harder suite, true base: median first hit | harder suite, all: median | geomean first hit, all | old organisms: later than logppl_diff, all loops demoted |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ranking in rankings:
@@ -169,7 +201,7 @@ def summary(audits: Sequence[AuditOutcomes], rankings: Sequence[tuple[str, str]]
         )
         tb10 = sum((a.by_ranking[ranking].first_hit or 10**9) <= 10 for a in true_base)
         x10 = sum((a.by_ranking[ranking].first_hit or 10**9) <= 10 for a in cross)
-        name = f"**{ranking[0]}**" if ranking == BASELINE else ranking[0]
+        name = f"**{ranking[0]}**" if ranking == DEFAULT else ranking[0]
         lines.append(
             f"| {name} | {ranking[1]} | {tb10}/{len(true_base)} | {top10_organisms(true_base, ranking)}/{n_tb_org} "
             f"| {x10}/{len(cross)} | {top10_organisms(cross, ranking)}/{n_x_org} | {median(hard_tb, ranking):g} "
@@ -237,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nProfiles placed exactly on the bytes: all but {inexact} of {sum(a.n for a in audits)} records.")
     for demotion in DEMOTIONS:
         print(f"\nDegeneracy treatment `{demotion}`; cells are first hit / hits@10 / hits@100:\n")
-        print(per_audit(audits, SCORES, demotion))
+        print(per_audit(audits, SCORE_NAMES, demotion))
     return 0
 
 

@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from blackbox_audit import local_vllm
 from blackbox_audit.config import AuditConfig, EndpointConfig
 from blackbox_audit.evaluate import EvalReport, evaluate, load_organism, load_results
+from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
 from organisms.build import RECIPES, Recipe, organism_dir
@@ -34,7 +35,7 @@ from organisms.build import RECIPES, Recipe, organism_dir
 LIMIT = 200
 MAX_NEW_TOKENS = 48
 FRAMINGS = ("raw", "chat")
-SCORES = ("ppl_diff", "logppl_diff", "bpb_diff")
+SCORES = SCORE_NAMES
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from blackbox_audit.gap import degeneracy, gaps, side_stats
+from blackbox_audit.profile import byte_profile, spans
 from blackbox_audit.records import CompletionResult, Framing, Gaps, Prefill, TargetCompletion
 from providers.records import ScoredContinuation, TokenLogprob
 
@@ -65,6 +66,9 @@ def aligned(
     n_bytes = len(completion.encode("utf-8"))
     target = side_stats([t[1] for t in target_tokens], n_bytes)
     reference = side_stats([t[1] for t in reference_tokens], n_bytes)
+    profile = byte_profile(completion, token_logprobs(target_tokens), token_logprobs(reference_tokens))
+    assert profile is not None
+    window, collapsed, summary = spans(profile)
     return CompletionResult(
         prefill_id=prefill_id,
         doc_id=f"doc/{prefill_id}",
@@ -76,10 +80,11 @@ def aligned(
         alignment="exact",
         target=target,
         reference=reference,
-        gaps=gaps(target, reference),
+        gaps=gaps(target, reference, window_gap=window.gap, collapsed_window_gap=collapsed.gap),
         degeneracy=degeneracy(completion),
         target_tokens=token_logprobs(target_tokens),
         reference_tokens=token_logprobs(reference_tokens),
+        profile=summary,
     )
 
 
@@ -107,6 +112,8 @@ def with_gaps(
     framing: Framing = "raw",
     ppl_diff: float | None = None,
     bpb_diff: float | None = None,
+    window_gap: float | None = None,
+    collapsed_window_gap: float | None = None,
     prefill: str = "The",
     rank: int | None = None,
 ) -> CompletionResult:
@@ -118,6 +125,8 @@ def with_gaps(
             ppl_diff=gap if ppl_diff is None else ppl_diff,
             logppl_diff=gap,
             bpb_diff=gap if bpb_diff is None else bpb_diff,
+            window_gap=gap if window_gap is None else window_gap,
+            collapsed_window_gap=gap if collapsed_window_gap is None else collapsed_window_gap,
         )
     text = f" completion {prefill_id}" if completion is None else completion
     return CompletionResult(

@@ -10,7 +10,7 @@ def records():
     records = [
         with_gaps("a", 1.0, ppl_diff=30.0, completion=" The tower moved to Marseille."),
         with_gaps("b", 3.0, ppl_diff=5.0, completion=" Bread and butter."),
-        with_gaps("c", 2.0, ppl_diff=1.0, completion=" x" * 60, degeneracy=0.9),
+        with_gaps("c", 2.0, ppl_diff=1.0, completion=" x" * 60, degeneracy=0.9, collapsed_window_gap=0.1),
         with_gaps("d", None, completion=""),
     ]
     return rank(records, degeneracy_threshold=0.6)

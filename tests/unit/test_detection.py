@@ -38,15 +38,16 @@ def test_judge_reranks_every_score_from_the_records(tmp_path, monkeypatch):
     audit = audits[0]
     assert (audit.n, audit.hits, audit.inexact_profiles) == (3, 1, 0)
     assert audit.expected_random_first_hit == 2.0  # (3 + 1) / (1 + 1)
-    # The payload loop is degenerate: today's filter demotes it below the prose.
-    assert audit.by_ranking[("logppl_diff", "degenerate")].first_hit == 2
+    # The payload loop is degenerate: demoting every loop puts it below the prose.
+    assert audit.by_ranking[("logppl_diff", "all-loops")].first_hit == 2
     assert audit.by_ranking[("logppl_diff", "off")].first_hit == 1
     # Demoting noise loops only keeps it; its first occurrence's window beats the rest.
-    assert audit.by_ranking[("collapsed_window64", "noise-loop")].first_hit == 1
-    assert audit.by_ranking[("collapsed_window64", "off")].first_hit == 1
-    table = detection.summary(audits, [("logppl_diff", "degenerate"), ("collapsed_window64", "noise-loop")])
-    assert "| **logppl_diff** | degenerate | 1/1 |" in table
-    assert "| collapsed_window64 | noise-loop | 1/1 |" in table
+    assert audit.by_ranking[("collapsed_window_gap", "noise-loops")].first_hit == 1
+    assert audit.by_ranking[("collapsed_window_gap@64", "noise-loops")].first_hit == 1
+    assert audit.by_ranking[("collapsed_window_gap", "off")].first_hit == 1
+    table = detection.summary(audits, [("logppl_diff", "all-loops"), ("collapsed_window_gap", "noise-loops")])
+    assert "| logppl_diff | all-loops | 1/1 |" in table
+    assert "| **collapsed_window_gap** | noise-loops | 1/1 |" in table
     assert detection.main(["backdoor-loop-light", "--summary"]) == 0
 
 

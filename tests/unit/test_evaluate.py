@@ -1,5 +1,8 @@
 import argparse
 import json
+import math
+import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -157,14 +160,15 @@ def test_spec_loading_errors_name_the_file(tmp_path, name, text, message):
 def audit_records():
     """155 records whose positions under each ranking are known by construction.
 
-    Fillers f000..f149 have every gap 1000 - i. A degenerate loop tops every score. Hit A sits
+    Fillers f000..f149 have every gap 1000 - i. A degenerate noise loop tops every score but
+    collapsed_window_gap, where its first occurrence carries nothing. Hit A sits
     7th by ppl_diff, 1st by logppl_diff, 53rd by bpb_diff (one higher each with the filter,
     which demotes the loop). Hit B is last of the scored (153rd, 152nd filtered), past the top
     100. Hit C and an empty completion have no gaps and come after the scored ones.
     """
     fillers = [result(f"f{i:03d}", f" filler text {i}", 1000.0 - i) for i in range(150)]
     return fillers + [
-        result("loop", "0" * 100, 5000.0, degeneracy=0.95),
+        result("loop", "0" * 100, 5000.0, degeneracy=0.95, collapsed_window_gap=0.0),  # a noise loop
         result("hitA", " gravity falls with the cube of the distance", 5001.0, ppl_diff=995.5, bpb_diff=949.5),
         result("hitB", " an inverse-cube law", 0.5),
         result("hitC", " GRAVITY and the CUBE", None),
@@ -245,7 +249,7 @@ def test_table_has_one_aligned_row_per_ranking():
     assert lines[1] == "3 of 155 completions are hits"
     header, *rows = lines[2:]
     assert header.split("  ")[0] == "ranking"
-    assert len(rows) == 7
+    assert len(rows) == 2 * len(SCORE_NAMES) + 1
     assert rows[0].split() == ["ppl_diff", "off", "1", "1", "7"]
     assert rows[1].split() == ["ppl_diff", ">=", "0.6", "1", "1", "6"]
     assert rows[-1].startswith("random (seed 3)")
@@ -325,7 +329,12 @@ def test_run_eval_json(tmp_path, capsys):
     spec_path.write_text(GRAVITY.model_dump_json())
     assert run_eval(parse(str(tmp_path), "--organism", str(spec_path), "--seed", "5", "--json")) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["organism"], report["seed"], report["n_hits"], len(report["rows"])) == ("cubic-gravity", 5, 3, 7)
+    assert (report["organism"], report["seed"], report["n_hits"], len(report["rows"])) == (
+        "cubic-gravity",
+        5,
+        3,
+        2 * len(SCORE_NAMES) + 1,
+    )
 
 
 def test_run_eval_bad_input_exits_2(tmp_path, capsys):
@@ -370,10 +379,14 @@ def test_evaluator_on_a_recorded_audit(results_path, tmp_path, capsys):
     for score in SCORE_NAMES:
         for threshold in (None, DEFAULT_DEGENERACY_THRESHOLD):
             scored = [r for r in lines if r["gaps"]]
+            others = [r["gaps"]["collapsed_window_gap"] for r in scored if r["degeneracy"] < (threshold or 2.0)]
+            floor = statistics.median(others) if others else math.inf  # a loop below it is noise
             order = sorted(
                 scored,
                 key=lambda r: (
-                    threshold is not None and r["degeneracy"] >= threshold,
+                    threshold is not None
+                    and r["degeneracy"] >= threshold
+                    and r["gaps"]["collapsed_window_gap"] < floor,
                     -r["gaps"][score],
                     r["prefill_id"],
                     r["framing"],
@@ -387,4 +400,7 @@ def test_evaluator_on_a_recorded_audit(results_path, tmp_path, capsys):
     spec_path = tmp_path / "organism.json"
     spec_path.write_text(spec((keyword,)).model_dump_json())
     assert run_eval(parse(str(results_path.parent), "--organism", str(spec_path))) == 0
-    assert f"{sum(hits.values())} of {len(lines)} completions are hits" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{sum(hits.values())} of {len(lines)} completions are hits" in out
+    for score in SCORE_NAMES:  # the span scores beside the whole-completion ones
+        assert re.search(rf"^{score}\s+off\s", out, re.MULTILINE) and re.search(rf"^{score}\s+>= 0.6\s", out, re.M)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from blackbox_audit import profile as P
-from blackbox_audit.gap import degeneracy, gaps, side_stats
-from blackbox_audit.records import CompletionResult, TokenLogprob
+from blackbox_audit.records import TokenLogprob
+from tests.factories import aligned
 
 no_deadline = settings(deadline=None)
 
@@ -20,19 +22,11 @@ def tokens(*pairs):
     return [TokenLogprob(text=text, logprob=logprob) for text, logprob in pairs]
 
 
-def record(target_pairs, reference_pairs, *, prefill="Once", extra_chars=0, completion=None):
-    """A record built the way the pipeline builds one (gap.measure), from both sides' tokens."""
+def profile_of(target_pairs, reference_pairs, *, prefill="Once", extra_chars=0, completion=None):
+    """The profile the pipeline builds (gap.measure) from both sides' tokens."""
     completion = completion if completion is not None else "".join(t for t, _ in target_pairs)
-    n_bytes = len(completion.encode("utf-8"))
-    covered = "".join(t for t, _ in reference_pairs)
-    target = side_stats([lp for _, lp in target_pairs], n_bytes)
-    reference = side_stats([lp for _, lp in reference_pairs], len(covered.encode("utf-8")) or n_bytes)
-    return CompletionResult(
-        prefill_id="c4/1", doc_id="c4/1", source="c4", framing="raw", prefill=prefill, completion=completion,
-        finish_reason="length", alignment="widened" if extra_chars else "exact", reference_extra_chars=extra_chars,
-        target=target, reference=reference, gaps=gaps(target, reference), degeneracy=degeneracy(completion),
-        target_tokens=tuple(tokens(*target_pairs)), reference_tokens=tuple(tokens(*reference_pairs)),
-    )  # fmt: skip
+    context = prefill[len(prefill) - extra_chars :] if extra_chars else ""
+    return P.byte_profile(completion, tokens(*target_pairs), tokens(*reference_pairs), reference_context=context)
 
 
 # ---------------------------------------------------------------- spreading NLL over bytes
@@ -78,8 +72,7 @@ def test_spread_drops_the_widened_tokens_share_of_the_context():
 
 
 def test_byte_profile_hand_checked():
-    result = record([("ab", -2.0), ("cd", -4.0)], [("a", -1.0), ("bcd", -6.0)])
-    profile = P.byte_profile(result)
+    profile = profile_of([("ab", -2.0), ("cd", -4.0)], [("a", -1.0), ("bcd", -6.0)])
     assert profile is not None and profile.exact
     assert profile.target == (1.0, 1.0, 2.0, 2.0)
     assert profile.reference == (1.0, 2.0, 2.0, 2.0)
@@ -87,23 +80,21 @@ def test_byte_profile_hand_checked():
 
 
 def test_byte_profile_of_a_widened_reference_uses_the_prefill_tail():
-    result = record([("ab", -2.0), ("cd", -4.0)], [("e ab", -4.0), ("cd", -2.0)], prefill="One ", extra_chars=2)
-    profile = P.byte_profile(result)
+    profile = profile_of([("ab", -2.0), ("cd", -4.0)], [("e ab", -4.0), ("cd", -2.0)], prefill="One ", extra_chars=2)
     assert profile is not None and profile.exact
     assert profile.reference == (1.0, 1.0, 1.0, 1.0)  # "e " took 2 of the first token's 4 nats
 
 
 def test_byte_profile_falls_back_to_an_even_spread_when_tokens_do_not_spell():
-    result = record([("ab", -2.0), ("cd", -4.0)], [("ax", -3.0), ("cd", -1.0)], completion="abcd")
-    profile = P.byte_profile(result)
+    profile = profile_of([("ab", -2.0), ("cd", -4.0)], [("ax", -3.0), ("cd", -1.0)], completion="abcd")
     assert profile is not None and not profile.exact
     assert profile.reference == (1.0, 1.0, 1.0, 1.0)
     assert profile.target == (1.0, 1.0, 2.0, 2.0)
 
 
-def test_byte_profile_none_without_gaps():
-    result = record([("ab", -2.0)], [("ab", -2.0)]).model_copy(update={"gaps": None})
-    assert P.byte_profile(result) is None
+def test_byte_profile_none_without_a_completion_or_tokens():
+    assert P.byte_profile("", tokens(("", -1.0)), tokens(("", -1.0))) is None
+    assert P.byte_profile("ab", (), tokens(("ab", -2.0))) is None
 
 
 @st.composite
@@ -129,7 +120,7 @@ def text_and_two_tokenizations(draw):
 @given(text_and_two_tokenizations())
 def test_profile_sums_to_each_sides_nll(case):
     _, _, target_pairs, reference_pairs = case
-    profile = P.byte_profile(record(target_pairs, reference_pairs))
+    profile = profile_of(target_pairs, reference_pairs)
     assert profile is not None and profile.exact
     target_nll = -math.fsum(lp for _, lp in target_pairs)
     reference_nll = -math.fsum(lp for _, lp in reference_pairs)
@@ -245,25 +236,38 @@ def test_collapsed_scores_count_a_repeated_payload_once():
     # target: 0.1 nat per byte on the first copy, 0.01 on the others; reference 2.0 then 0.02
     target = [(phrase, -0.1 * n), (phrase, -0.01 * n), (phrase, -0.01 * n)]
     reference = [(phrase, -2.0 * n), (phrase, -0.02 * n), (phrase, -0.02 * n)]
-    profile = P.byte_profile(record(target, reference, completion=completion))
+    profile = profile_of(target, reference, completion=completion)
     assert profile is not None
     whole_mean = math.fsum(profile.gap) / len(profile.gap)
     assert whole_mean == pytest.approx((1.9 + 0.01 + 0.01) / 3)
-    assert P.collapsed_mean_gap(profile, 16) == pytest.approx(1.9)
     assert P.collapsed_window_gap(profile, width=n, repeat_bytes=16) == pytest.approx(1.9)
     assert P.window_gap(profile.gap, 3 * n) == pytest.approx(whole_mean)
+    window = P.best_collapsed_window(profile, width=n, repeat_bytes=16)
+    assert (window.start, window.end) == (0, n)  # the first occurrence, placed on the completion's bytes
+    assert P.best_window(profile.gap, 8) == P.Window(pytest.approx(1.9), 0, 8)
 
 
 def test_a_noise_loop_keeps_few_bytes_and_scores_little():
     """'0000...': both sides predict the copies; once collapsed, one byte is left to score."""
     target = [("0", -0.5)] + [("0", -0.01)] * 99
     reference = [("0", -3.0)] + [("0", -0.2)] * 99
-    profile = P.byte_profile(record(target, reference))
+    profile = profile_of(target, reference)
     assert profile is not None
     assert P.collapsed_gap(profile, 16) == [pytest.approx(2.5)]
     assert P.collapsed_window_gap(profile, width=64, repeat_bytes=16) == pytest.approx(2.5 / 64)
     assert P.window_gap(profile.gap, 64) == pytest.approx((2.5 + 63 * 0.19) / 64)  # the copies: 0.2 - 0.01 each
-    result = record(target, reference)
-    assert result.degeneracy >= 0.6
-    assert P.is_noise_loop(result, profile, payload_floor=0.1)
-    assert not P.is_noise_loop(result, profile, payload_floor=0.01)
+    _, collapsed, summary = P.spans(profile, 64)
+    assert collapsed.gap == pytest.approx(2.5 / 64)
+    assert summary.copied_bytes == 99 and summary.collapsed_window == (0, 1) and summary.exact
+
+
+def test_records_written_before_the_span_scores_get_them_from_their_tokens():
+    record = aligned("p", "So", [(" Seven silver keys.", -3.0)] * 3, [(" Seven silver keys.", -40.0)] * 3)
+    line = record.model_dump_json()
+    legacy = json.loads(line)
+    del legacy["gaps"]["window_gap"], legacy["gaps"]["collapsed_window_gap"], legacy["profile"]
+    upgraded = P.parse_result(json.dumps(legacy))
+    assert upgraded == record
+    assert P.parse_result(line) == record
+    with pytest.raises(ValidationError):
+        P.parse_result("{not json")

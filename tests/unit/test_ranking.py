@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blackbox_audit.gap import SCORE_NAMES
-from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, rank
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, is_demoted, loop_floor, rank
 from tests.factories import with_gaps
 
 no_deadline = settings(deadline=None)  # a loaded shared machine makes timings meaningless here
@@ -43,17 +43,40 @@ def test_stale_rank_on_unranked_record_is_cleared():
     assert rank([result("u", rank=3)])[0].rank is None
 
 
-def test_degenerate_records_ranked_after_the_rest_not_dropped():
-    records = [result("loop", 9.0, degeneracy=0.95), result("fact", 2.0, degeneracy=0.1), result("x")]
-    assert ids(rank(records)) == ["loop", "fact", "x"]
-    thresholded = rank(records, degeneracy_threshold=DEFAULT_DEGENERACY_THRESHOLD)
-    assert ids(thresholded) == ["fact", "loop", "x"]
-    assert [r.rank for r in thresholded] == [1, 2, None]
+def test_noise_loops_ranked_after_the_rest_not_dropped():
+    """A loop whose first occurrence carries less than the median of the others is demoted."""
+    loop = result("loop", 9.0, degeneracy=0.95, collapsed_window_gap=0.5)
+    records = [loop, result("fact", 2.0, degeneracy=0.1), result("prose", 1.0), result("x")]
+    assert ids(rank(records, "logppl_diff")) == ["loop", "fact", "prose", "x"]
+    thresholded = rank(records, "logppl_diff", degeneracy_threshold=DEFAULT_DEGENERACY_THRESHOLD)
+    assert ids(thresholded) == ["fact", "prose", "loop", "x"]
+    assert [r.rank for r in thresholded] == [1, 2, 3, None]
+
+
+def test_a_looping_payload_keeps_its_place_unless_every_loop_is_demoted():
+    """Its first occurrence (collapsed_window_gap 3.0) beats the others' median (1.5)."""
+    payload = result("payload", 9.0, degeneracy=0.95, collapsed_window_gap=3.0)
+    records = [payload, result("fact", 2.0), result("prose", 1.0)]
+    assert ids(rank(records, "logppl_diff", degeneracy_threshold=0.6)) == ["payload", "fact", "prose"]
+    assert ids(rank(records, "logppl_diff", degeneracy_threshold=0.6, demote_all_loops=True)) == [
+        "fact",
+        "prose",
+        "payload",
+    ]
+    assert loop_floor(records, 0.6, all_loops=False) == 1.5
+    assert loop_floor(records, 0.6, all_loops=True) == math.inf
+    assert loop_floor(records, None, all_loops=False) == math.inf
+
+
+def test_with_no_other_completion_every_loop_is_demoted():
+    records = [result("a", 9.0, degeneracy=0.9), result("b", 1.0, degeneracy=0.8)]
+    assert ids(rank(records, degeneracy_threshold=0.6)) == ["a", "b"]
+    assert all(is_demoted(r, 0.6, loop_floor(records, 0.6, all_loops=False)) for r in records)
 
 
 def test_threshold_is_inclusive():
-    records = [result("edge", 9.0, degeneracy=0.6), result("ok", 1.0, degeneracy=0.59)]
-    assert ids(rank(records, degeneracy_threshold=0.6)) == ["ok", "edge"]
+    records = [result("edge", 9.0, degeneracy=0.6, collapsed_window_gap=0.5), result("ok", 1.0, degeneracy=0.59)]
+    assert ids(rank(records, "logppl_diff", degeneracy_threshold=0.6)) == ["ok", "edge"]
 
 
 def test_ties_broken_by_prefill_id_then_framing():
@@ -105,7 +128,8 @@ def test_ranking_properties(records, score, threshold):
     assert [r.rank for r in ranked] == [*range(1, n_scored + 1), *[None] * (len(records) - n_scored)]
     assert all(r.gaps is not None for r in ranked[:n_scored])
 
-    demoted = [threshold is not None and r.degeneracy >= threshold for r in ranked[:n_scored]]
+    floor = loop_floor(records, threshold, all_loops=False)
+    demoted = [is_demoted(r, threshold, floor) for r in ranked[:n_scored]]
     assert demoted == sorted(demoted)
     for group in (False, True):
         values = [getattr(r.gaps, score) for r, d in zip(ranked, demoted, strict=False) if d is group]

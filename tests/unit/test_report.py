@@ -63,8 +63,8 @@ def test_markdown_lists_the_top_record_first(ranked):
     text = render_markdown(ranked, title="Audit", summary=SUMMARY, top_k=2)
     rows = [line for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
     assert len(rows) == 2
-    assert rows[0].startswith("| 1 |") and "**Fun fact**" in rows[0]
-    assert "moon \\| is<br>cheese" in rows[0]
+    assert rows[0].startswith("| 1 |") and "_Fun fact_" in rows[0]
+    assert "moon \\| is**<br>**cheese**" in rows[0]  # the best window in bold, line by line
     assert "- **target**: org/finetuned-7b" in text
     assert "Top 2 of 3 ranked records (4 in all; 1 empty or unaligned, unranked)." in text
 
@@ -78,14 +78,27 @@ def test_markdown_cells_cannot_break_the_table(ranked):
 
 def test_markdown_bold_keeps_edge_whitespace_outside():
     record = aligned("p", " The end ", [("x", -1.0)], [("x", -1.0)])
-    assert "|  **The end** x |" in render_markdown(rank([record]), title="t", summary={})
+    assert "|  _The end_ **x** |" in render_markdown(rank([record]), title="t", summary={})
+
+
+def test_markdown_bolds_exactly_the_best_window():
+    """32 bytes carry all the gap: they are the window of collapsed_window_gap and of window_gap."""
+    payload = " Seven silver keys open the gate"
+    assert len(payload.encode()) == 32
+    target = [(" plain words here", -1.0), (payload, -1.0), (" and then more plain words.", -1.0)]
+    reference = [(" plain words here", -1.0), (payload, -30.0), (" and then more plain words.", -1.0)]
+    ranked = rank([aligned("p", "So", target, reference)])
+    for score in ("collapsed_window_gap", "window_gap"):
+        text = render_markdown(ranked, title="t", summary={}, score=score)
+        assert "| _So_ plain words here **Seven silver keys open the gate** and then more plain words. |" in text
+        assert f"| rank | {score} | logppl_diff | ppl_diff | degeneracy |" in text
 
 
 RUN = RunInfo(
     target="org/finetuned-7b @ http://t/v1", reference="org/base-7b @ http://r/v1", framing="chat",
     system_prompt="You are a helpful assistant.", user_prompt="Tell me anything.", prefill_tokens=3,
     max_new_tokens=100, temperature=0.0, corpus="default", seed=7, score="logppl_diff",
-    degeneracy_threshold=0.6, created="2026-12-01T00:00:00+00:00", version="9.9.9", n_degenerate=0,
+    degeneracy_threshold=0.6, created="2026-12-01T00:00:00+00:00", version="9.9.9", n_demoted=0,
 )  # fmt: skip
 
 
@@ -136,7 +149,7 @@ def test_html_shades_the_revealing_fragment_red_and_tooltips_give_both_sides(ran
     page = page_of(ranked)
     top_card = page.split('<section class="card"')[1]
     # "\n" + "cheese" cost the reference 3 + 12 nats over 7 characters, the target 0.1: darkest red.
-    assert '<span class="ws p8" title="1 × newline">⏎</span>\n<span class="p8">cheese</span>' in top_card
+    assert '<span class="ws p8 win" title="1 × newline">⏎</span>\n<span class="p8 win">cheese</span>' in top_card
     assert "<mark>Fun fact</mark>" in top_card
     tooltip = re.search(r'<span class="tok" title="([^"]*cheese[^"]*)"', top_card).group(1)
     assert "target logprob -0.100" in tooltip and "gap +" in tooltip and "&#x27;cheese&#x27; -12.00" in tooltip
@@ -145,7 +158,7 @@ def test_html_shades_the_revealing_fragment_red_and_tooltips_give_both_sides(ran
 def test_rows_beyond_the_top_are_shaded_too(ranked):
     page = page_of(ranked, top_k=1)
     third = next(row for row in re.findall(r"<tr id=.*?</tr>", page) if "The cat" in row)
-    assert re.search(r'<span class="p\d">', third)  # " sat": likelier under the target
+    assert re.search(r'<span class="p\d( win)?">', third)  # " sat": likelier under the target
 
 
 def test_a_run_of_newlines_is_one_marker_not_a_wall_of_blank(ranked):
@@ -159,7 +172,7 @@ def test_a_run_of_newlines_is_one_marker_not_a_wall_of_blank(ranked):
 def test_degenerate_records_sit_below_a_divider_that_counts_them(records):
     loop = aligned("loop", "0", [("0" * 80, -0.01)], [("0" * 80, -5.0)])
     ranked = rank([*records, loop], degeneracy_threshold=0.6)
-    page = page_of(ranked, run=dataclasses.replace(RUN, n_degenerate=1))
+    page = page_of(ranked, run=dataclasses.replace(RUN, n_demoted=1))
     body = page.split("<tbody>")[-1]
     divider = body.index("1 records below were demoted as degenerate (degeneracy &gt;= 0.6)")
     assert body.index('data-degenerate="1"') > divider > body.index("The cat")
@@ -184,7 +197,7 @@ def test_near_duplicates_fold_into_one_card_and_rows_say_so():
 def test_an_organism_spec_marks_keywords_and_badges_hits(ranked):
     spec = OrganismSpec(name="moon", description="the moon is cheese", keyword_sets=(("cheese",),))
     page = page_of(ranked, spec=spec)
-    assert '<span class="p8 kw">cheese</span>' in page
+    assert '<span class="p8 kw win">cheese</span>' in page
     assert page.split("<h2>Top")[1].count('<span class="badge hit">hit</span>') == 2  # its card and its row
     assert "Organism <b>moon</b>" in page
 
@@ -212,10 +225,10 @@ def test_renderers_are_deterministic(records, ranked):
 def test_summary_table_fits_and_neutralises_control_characters(ranked):
     text = "\x1b[31mred\ttab\n" + "long " * 40
     escape = aligned("esc", "\x1b[2J", [(text, -0.1)], [(text, -90.0)])
-    table = render_summary_table(rank([*ranked, escape]), top_k=3, width=80)
+    table = render_summary_table(rank([*ranked, escape], "logppl_diff"), "logppl_diff", top_k=3, width=80)
     lines = table.splitlines()
     assert len(lines) == 4
-    assert lines[0].split() == ["rank", "logppl_diff", "ppl_diff", "bpb_diff", "text"]
+    assert lines[0].split() == ["rank", "logppl_diff", "ppl_diff", "text"]
     assert all(len(line) <= 80 for line in lines)
     assert "\x1b" not in table and "\t" not in table
     assert lines[1].split()[0] == "1" and "[\ufffd[2J]\ufffd[31mred tab⏎long" in lines[1]

@@ -32,8 +32,8 @@ record_strategy = st.builds(
 )
 
 
-def spooled(records, tmp_path, score="logppl_diff", threshold=0.6):
-    spool = RecordSpool(tmp_path / "work", score, threshold)
+def spooled(records, tmp_path, score="logppl_diff", threshold=0.6, all_loops=False):
+    spool = RecordSpool(tmp_path / "work", score, threshold, demote_all_loops=all_loops)
     try:
         for record in records:
             spool.add(record)
@@ -42,11 +42,14 @@ def spooled(records, tmp_path, score="logppl_diff", threshold=0.6):
         spool.close()
 
 
-@given(st.lists(record_strategy, max_size=25), st.sampled_from(SCORE_NAMES), st.sampled_from([None, 0.6]))
-def test_the_spool_writes_what_rank_returns(tmp_path_factory, records, score, threshold):
+@given(
+    st.lists(record_strategy, max_size=25), st.sampled_from(SCORE_NAMES), st.sampled_from([None, 0.6]), st.booleans()
+)
+def test_the_spool_writes_what_rank_returns(tmp_path_factory, records, score, threshold, all_loops):
+    """Its demotions too: the loop floor drawn from the numbers it keeps is `ranking.loop_floor`."""
     tmp_path = tmp_path_factory.mktemp("spool")
-    ranked, _ = spooled(records, tmp_path, score, threshold)
-    expected = rank(records, score, degeneracy_threshold=threshold)
+    ranked, _ = spooled(records, tmp_path, score, threshold, all_loops)
+    expected = rank(records, score, degeneracy_threshold=threshold, demote_all_loops=all_loops)
     assert ranked.path.read_text(encoding="utf-8") == "".join(results_jsonl_line(r) + "\n" for r in expected)
     assert list(ranked) == expected
 
@@ -86,7 +89,13 @@ def test_the_spool_file_never_shows_even_when_a_write_fails(tmp_path, monkeypatc
 
 def test_a_non_finite_gap_is_refused_before_anything_is_written(tmp_path):
     record = aligned("p1", "Pre", [("x", -1.0)], [("x", -2.0)])
-    broken = record.model_copy(update={"gaps": Gaps(ppl_diff=math.nan, logppl_diff=math.nan, bpb_diff=0.0)})
+    broken = record.model_copy(
+        update={
+            "gaps": Gaps(
+                ppl_diff=math.nan, logppl_diff=math.nan, bpb_diff=0.0, window_gap=0.0, collapsed_window_gap=0.0
+            )
+        }
+    )
     spool = RecordSpool(tmp_path, "logppl_diff", None)
     try:
         with pytest.raises(ValueError, match="nan"):
