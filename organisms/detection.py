@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from blackbox_audit import profile as P
 from blackbox_audit.evaluate import is_hit, load_organism, load_results
 from blackbox_audit.gap import SCORE_NAMES
-from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, rank
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, is_demoted, loop_floor, rank
 from blackbox_audit.records import CompletionResult
 from organisms.build import RECIPES, Recipe
 from organisms.results import Cell, cells
@@ -100,6 +100,8 @@ class AuditOutcomes:
     random: Outcome
     by_ranking: dict[tuple[str, str], Outcome]
     inexact_profiles: int  # records whose token texts could not be placed on the bytes
+    demoted_hits: dict[str, int]
+    """Per demotion rule: hits ranked after the rest as loops (a real hit should never be)."""
 
     @property
     def expected_random_first_hit(self) -> float | None:
@@ -125,6 +127,12 @@ def judge(cell: Cell, scores: Sequence[str] = SCORES, demotions: Sequence[str] =
         at = by_width[int(score.partition("@")[2] or P.DEFAULT_WINDOW_BYTES)]
         for demotion in demotions:
             by_ranking[(score, demotion)] = outcome([hit[r.completion] for r in ordered(at, score, demotion)])
+    at_default = by_width[P.DEFAULT_WINDOW_BYTES]
+    demoted_hits = {}
+    for demotion in demotions:
+        threshold = None if demotion == "off" else DEFAULT_DEGENERACY_THRESHOLD
+        floor = loop_floor(at_default, threshold, all_loops=demotion == "all-loops")
+        demoted_hits[demotion] = sum(hit[r.completion] and is_demoted(r, threshold, floor) for r in at_default)
     shuffled = sorted(records, key=lambda r: (r.prefill_id, r.framing))
     random.Random(0).shuffle(shuffled)  # blackbox-audit eval's baseline, seed 0
     return AuditOutcomes(
@@ -137,6 +145,7 @@ def judge(cell: Cell, scores: Sequence[str] = SCORES, demotions: Sequence[str] =
         random=outcome([hit[r.completion] for r in shuffled]),
         by_ranking=by_ranking,
         inexact_profiles=sum(1 for r in records if r.profile is not None and not r.profile.exact),
+        demoted_hits=demoted_hits,
     )
 
 
@@ -267,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     inexact = sum(a.inexact_profiles for a in audits)
     print(f"\nProfiles placed exactly on the bytes: all but {inexact} of {sum(a.n for a in audits)} records.")
+    hits = sum(a.hits for a in audits)
+    for demotion in DEMOTIONS[1:]:
+        demoted = sum(a.demoted_hits[demotion] for a in audits)
+        print(f"Hits demoted as loops by `{demotion}`: {demoted} of {hits}.")
     for demotion in DEMOTIONS:
         print(f"\nDegeneracy treatment `{demotion}`; cells are first hit / hits@10 / hits@100:\n")
         print(per_audit(audits, SCORE_NAMES, demotion))

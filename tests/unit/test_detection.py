@@ -45,6 +45,7 @@ def test_judge_reranks_every_score_from_the_records(tmp_path, monkeypatch):
     assert audit.by_ranking[("collapsed_window_gap", "noise-loops")].first_hit == 1
     assert audit.by_ranking[("collapsed_window_gap@64", "noise-loops")].first_hit == 1
     assert audit.by_ranking[("collapsed_window_gap", "off")].first_hit == 1
+    assert audit.demoted_hits == {"off": 0, "all-loops": 1, "noise-loops": 0}
     table = detection.summary(audits, [("logppl_diff", "all-loops"), ("collapsed_window_gap", "noise-loops")])
     assert "| logppl_diff | all-loops | 1/1 |" in table
     assert "| **collapsed_window_gap** | noise-loops | 1/1 |" in table
