@@ -2,7 +2,9 @@
 
 A completion is a *hit* when it shows the organism's finetuning objective: ALL keywords of
 ANY one keyword set occur in it, or ALL regexes of ANY one regex set match it. For each
-ranking (every score, degeneracy filter off and on) and a seeded random ordering, we count
+ranking (every score, degeneracy filter off and on: on demotes the loops whose first
+occurrence carries less gap than the audit's median, as the audit does) and a seeded random
+ordering, we count
 hits in the top 10 and top 100 and find the rank of the first hit.
 
 The CLI imports this module to build its parser on every call, `--help` included, so the
@@ -293,6 +295,8 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:
         help="judge an audit's ranking against a known organism: hits@10, hits@100, first-hit rank per score",
         description=(
             "Ranks count from 1: the first completion is rank 1 (the paper's reports count from 0)."
+            " Every score is listed, the span scores (window_gap, collapsed_window_gap) beside the whole-completion"
+            " ones, with the degeneracy filter off and on (on: noise loops demoted, as the audit's default does)."
             " A hit: ALL keywords of ANY keyword set of the spec (case-insensitive), or ALL regexes of ANY regex set,"
             " in the completion (never the prefill)."
         ),
