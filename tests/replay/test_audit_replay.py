@@ -10,6 +10,8 @@ import pytest
 
 from blackbox_audit.config import AuditConfig
 from blackbox_audit.pipeline import audit_sync
+from blackbox_audit.profile import best_collapsed_window, best_window, byte_profile
+from blackbox_audit.ranking import is_demoted, loop_floor
 from providers.http import ReplayTransport
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -34,3 +36,25 @@ def test_recorded_audit_replays_identically(directory, tmp_path):
     assert manifest["counts"]["prefills"] == len(result.results)
     for name in ("report.md", "report.html"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_the_window_width_and_the_span_score_reach_every_record(tmp_path):
+    """--window-bytes and --score collapsed_window_gap on a recorded audit: each record's span
+    scores are its profile's best windows at that width, and the ranking follows them."""
+    directory = FIXTURES / "audit-backdoor-kestrel-raw"
+    recorded = json.loads((directory / "audit.json").read_text())
+    overrides = {"out": tmp_path / "out", "use_cache": False, "window_bytes": 16, "score": "collapsed_window_gap"}
+    config = AuditConfig.model_validate({**recorded, **overrides})
+    transports = {role: ReplayTransport(directory / role) for role in ("target", "reference")}
+    ranked = audit_sync(config, transports=transports.__getitem__).results
+    scored = [r for r in ranked if r.gaps is not None]
+    assert scored and all(r.profile is not None and r.profile.window_bytes == 16 for r in scored)
+    for record in scored:
+        profile = byte_profile(record.completion, record.target_tokens, record.reference_tokens)
+        if record.reference_extra_chars == 0 and profile is not None:
+            assert record.gaps.window_gap == best_window(profile.gap, 16).gap
+            assert record.gaps.collapsed_window_gap == best_collapsed_window(profile, 16).gap
+    values = [
+        r.gaps.collapsed_window_gap for r in scored if not is_demoted(r, 0.6, loop_floor(scored, 0.6, all_loops=False))
+    ]
+    assert values == sorted(values, reverse=True)
