@@ -166,18 +166,17 @@ async def _stream(
 @dataclass
 class _Seen:
     """The first completion with tokens (the sentinel repeats it) and the served model of the
-    first and the last answer, in prefill order."""
+    first and the last answer that name one, in prefill order."""
 
     first: TargetCompletion | None = None
     first_served: ServedModel | None = None
     last_served: ServedModel | None = None
 
     def add(self, completions: Sequence[TargetCompletion]) -> None:
-        if not completions:
-            return
-        if self.first_served is None and self.last_served is None:
-            self.first_served = completions[0].served
-        self.last_served = completions[-1].served
+        served = [c.served for c in completions if c.served is not None]
+        if served:
+            self.first_served = self.first_served or served[0]
+            self.last_served = served[-1]
         self.first = self.first or sentinel_candidate(completions)
 
 
