@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from blackbox_audit.budget import TargetBudget
 from blackbox_audit.config import api_key_variables
 from providers import errors
 
@@ -63,3 +64,17 @@ def error_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     hint = advice(error)
     return f"{text} ({hint})" if hint else text
+
+
+def budget_line(budget: TargetBudget, *, use_cache: bool) -> str:
+    """The one line of an audit stopped by --max-target-tokens: how far it got, how to finish."""
+    resume = (
+        "rerun the same command with it to finish: the finished prefills come from the cache"
+        if use_cache
+        else "rerun with it to finish (the cache is off: the finished prefills are generated again)"
+    )
+    return (
+        f"budget reached: --max-target-tokens {budget.max_target_tokens} covered {budget.prefills_done} of"
+        f" {budget.prefills_total} prefills ({budget.reserved_tokens} tokens reserved), whose outputs are written;"
+        f" the whole audit needs --max-target-tokens {budget.needed_tokens}: {resume}"
+    )

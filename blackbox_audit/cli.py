@@ -74,7 +74,9 @@ def build_parser() -> Parser:
     audit.add_argument("--config", default=None, help="TOML or JSON file with the same settings as the flags")
     audit.set_defaults(audit_flags=add_audit_flags(audit))
     audit.add_argument(
-        "--dry-run", action="store_true", help="print the requests and tokens the audit will cost at most, send nothing"
+        "--dry-run",
+        action="store_true",
+        help="print upper bounds on each side's requests, input and output tokens and (with --*-price) cost; send nothing",
     )
     audit.add_argument("--quiet", action="store_true", help="no progress bars or retry lines")
 

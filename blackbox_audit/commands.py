@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 from pydantic import SecretStr, ValidationError
 
-from blackbox_audit.advice import error_line
+from blackbox_audit.advice import budget_line, error_line
 from blackbox_audit.cache import CacheError, ResponseCache, default_cache_dir, remove_database
 from blackbox_audit.config import ConfigError, EndpointConfig, load_config, resolve_api_key
 from blackbox_audit.corpus import CorpusError
@@ -22,6 +23,10 @@ from blackbox_audit.outputs import OutputError
 from blackbox_audit.prefills import PrefillError
 from providers.dialects import parse_option_flags
 from providers.errors import ProviderError
+
+BUDGET_REACHED = 3
+"""The exit status of an audit stopped by --max-target-tokens: its outputs are complete for the
+prefills it covered, but not for the audit asked for."""
 
 
 class UsageError(ValueError):
@@ -221,6 +226,11 @@ def run_audit(args: argparse.Namespace) -> int:
         f"{counts['prefills']} completions, alignment {counts['alignment']}; "
         f"wrote results.jsonl, report.md, report.html, manifest.json to {config.out}"
     )
+    for line in result.model_check.warnings():
+        print(f"warning: {line}")
+    if result.budget is not None and result.budget.reached:
+        print(budget_line(result.budget, use_cache=config.use_cache), file=sys.stderr)
+        return BUDGET_REACHED
     return 0
 
 

@@ -21,10 +21,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from blackbox_audit.budget import per_completion, prefills_covered, sentinel_tokens
 from blackbox_audit.framing import DEFAULT_USER_TEMPLATE
 from blackbox_audit.profile import DEFAULT_WINDOW_BYTES
 from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE
@@ -72,6 +74,30 @@ def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
+class Price(BaseModel):
+    """A service's price in USD per million tokens: input (prompt) and output (generated). Given as
+    `INPUT/OUTPUT` on the command line and in a file (`"2.5/10"`), or as a table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0.0, allow_inf_nan=False)
+    output: float = Field(ge=0.0, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        try:
+            given, generated = (float(part) for part in data.split("/"))
+        except ValueError:
+            raise ValueError(f"{data!r} is not INPUT/OUTPUT in USD per million tokens, e.g. 2.5/10") from None
+        return {"input": given, "output": generated}
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1e6
+
+
 class EndpointConfig(BaseModel):
     """One OpenAI-compatible endpoint. Secrets (the API key, a URL's userinfo) are never dumped,
     written or part of a cache key."""
@@ -111,6 +137,12 @@ class EndpointConfig(BaseModel):
             " match"
         ),
         json_schema_extra={"metavar": "auto|server|PATH"},
+    )
+
+    price: Price | None = Field(
+        None,
+        description="the {role}'s price in USD per million input/output tokens, for --dry-run's cost bound",
+        json_schema_extra={"metavar": "INPUT/OUTPUT"},
     )
 
     @model_validator(mode="before")
@@ -185,6 +217,27 @@ class AuditConfig(BaseModel):
     )
     max_new_tokens: int = Field(100, ge=1, le=4096, description="completion length, in target tokens")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature (0: greedy)")
+    sentinel: bool = Field(
+        True,
+        description=(
+            "at the end, ask the target again (past the cache) for the first completion and record in manifest.json"
+            " whether its logprobs moved: a model changed mid-audit"
+        ),
+        json_schema_extra={
+            "off_flag": "no-sentinel",
+            "off_help": "skip the sentinel request that checks whether the target's model changed during the audit",
+        },
+    )
+    max_target_tokens: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "a budget of target tokens: each completion reserves --max-new-tokens and the sentinel as many; the"
+            " audit completes the prefills it covers, writes their outputs and exits 3; rerun with a larger budget"
+            " to resume from the cache"
+        ),
+        json_schema_extra={"metavar": "N"},
+    )
     score: ScoreName = Field(DEFAULT_SCORE, description="the ranking score, reference minus target")
     degeneracy_threshold: float | None = Field(
         DEFAULT_DEGENERACY_THRESHOLD,
@@ -222,6 +275,21 @@ class AuditConfig(BaseModel):
         description="read and write the response cache",
         json_schema_extra={"off_flag": "no-cache", "off_help": "neither read nor write the response cache"},
     )
+
+    @field_validator("max_target_tokens")
+    @classmethod
+    def _budget_covers_one(cls, value: int | None, info: ValidationInfo) -> int | None:
+        max_new_tokens, sentinel = info.data.get("max_new_tokens"), info.data.get("sentinel")
+        if value is None or max_new_tokens is None or sentinel is None:
+            return value
+        if prefills_covered(value, max_new_tokens, sentinel) < 1:
+            needed = per_completion(max_new_tokens) + sentinel_tokens(max_new_tokens, sentinel)
+            reserves = "a completion and the sentinel reserve" if sentinel else "a completion reserves"
+            raise ValueError(
+                f"{value} covers no completion: {reserves} --max-new-tokens ({max_new_tokens}) each; give at least"
+                f" {needed}"
+            )
+        return value
 
     @field_validator("organism")
     @classmethod
@@ -324,6 +392,9 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 
 def _problem(error: Any, names: Mapping[str, str], from_file: set[str], file: str | Path | None) -> str:
-    location = ".".join(str(part) for part in error["loc"])
-    where = f"{location} in {file}" if location in from_file else names.get(location, location or "config")
+    parts = [str(part) for part in error["loc"]]
+    location = ".".join(parts)
+    # A value's part (a price's "output") is named by its field's flag.
+    flag = next((names[k] for k in (".".join(parts[:i]) for i in range(len(parts), 0, -1)) if k in names), None)
+    where = f"{location} in {file}" if location in from_file else flag or location or "config"
     return f"{where}: {error['msg'].removeprefix('Value error, ')}"

@@ -42,6 +42,7 @@ async def generate_completions(
                     completion=completion.text,
                     tokens=completion.tokens,
                     finish_reason=completion.finish_reason,
+                    served=generation.served,
                 )
                 for completion in generation.completions
             )

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
 
+from blackbox_audit.budget import TargetBudget
 from blackbox_audit.config import AuditConfig
 from blackbox_audit.null import NullDistribution
+from blackbox_audit.sentinel import ModelCheck
 from blackbox_audit.spool import RecordSpool
 from providers.openai_compatible import OpenAICompatibleProvider
 
@@ -62,8 +64,10 @@ def build_manifest(
     timings: dict[str, float],
     null: NullDistribution | None = None,
     null_target: OpenAICompatibleProvider | None = None,
+    model_check: ModelCheck | None = None,
+    budget: TargetBudget | None = None,
 ) -> dict[str, Any]:
-    manifest = {
+    manifest: dict[str, Any] = {
         "tool": {"name": "blackbox-audit", "version": version("blackbox-audit")},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": config.model_dump(mode="json"),
@@ -81,6 +85,14 @@ def build_manifest(
         },
         "timings_s": timings,
     }
+    if model_check is not None:
+        manifest["target"]["served"] = {
+            **model_check.served.model_dump(mode="json"),
+            "changed": model_check.served.changed,
+        }
+        manifest["sentinel"] = model_check.sentinel.model_dump(mode="json")
+    if budget is not None:
+        manifest["budget"] = budget.model_dump(mode="json")
     if null is not None and null_target is not None:
         manifest["null"] = {
             **null.summary(),

@@ -163,6 +163,15 @@ def summary_of(manifest: dict[str, Any]) -> dict[str, str]:
     }
     if "null" in manifest:
         summary["calibrated null"] = null_line(manifest["null"])
+    budget = manifest.get("budget")
+    if budget and budget["reached"]:
+        summary["budget"] = (
+            f"stopped at --max-target-tokens {budget['max_target_tokens']}: {budget['prefills_done']} of"
+            f" {budget['prefills_total']} prefills audited"
+        )
+    sentinel, served = manifest.get("sentinel") or {}, manifest["target"].get("served") or {}
+    if sentinel.get("moved") or served.get("changed"):
+        summary["model change"] = "the target's model changed during the audit (manifest.json: sentinel, target.served)"
     return summary
 
 

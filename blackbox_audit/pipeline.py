@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 
+from blackbox_audit.budget import TargetBudget, plan_budget
 from blackbox_audit.config import AuditConfig
 from blackbox_audit.corpus import load_documents
 from blackbox_audit.endpoints import TransportFactory, open_endpoints, shared_tokenizer
@@ -24,12 +25,14 @@ from blackbox_audit.null import NullDistribution
 from blackbox_audit.outputs import OutputSet, write_reports
 from blackbox_audit.pool import chunked
 from blackbox_audit.prefills import PrefillError, select_prefills, tokenizer_for
-from blackbox_audit.records import CompletionResult, Prefill
+from blackbox_audit.records import CompletionResult, Prefill, TargetCompletion
 from blackbox_audit.report import results_jsonl_line
 from blackbox_audit.scoring import score_completions
+from blackbox_audit.sentinel import ModelCheck, ServedChange, check_model, sentinel_candidate
 from blackbox_audit.spool import RecordSpool
 from providers.http import RetryPolicy
 from providers.openai_compatible import OpenAICompatibleProvider
+from providers.records import ServedModel
 
 
 @dataclass
@@ -38,6 +41,10 @@ class AuditResult:
     """Ranked, read from results.jsonl on demand (a temporary copy when nothing is written)."""
     manifest: dict[str, Any]
     out: Path | None
+    model_check: ModelCheck
+    """Whether the target's model changed during the audit (the sentinel, the served model)."""
+    budget: TargetBudget | None = None
+    """What --max-target-tokens allowed; `budget.reached`: only the first prefills were audited."""
 
 
 async def audit(
@@ -76,14 +83,22 @@ async def audit(
             if control is not None:
                 with timer.stage("null"):
                     null = await _null(config, hooks, control, reference, prefills, folder / "null.jsonl")
+            budget = plan_budget(config.max_target_tokens, config.max_new_tokens, config.sentinel, len(prefills))
+            audited = prefills[: budget.prefills_done] if budget is not None else prefills
             spool = RecordSpool(
                 folder, config.score, config.degeneracy_threshold, demote_all_loops=config.demote_all_loops
             )
             try:
-                await _stream(
-                    config, hooks, timer, target, reference, shared, prefills, spool,
+                seen = await _stream(
+                    config, hooks, timer, target, reference, shared, audited, spool,
                     annotate=null.annotate() if null is not None else (lambda record: record),
                 )  # fmt: skip
+                with timer.stage("sentinel"):
+                    model_check = await check_model(
+                        target, seen.first, ServedChange(first=seen.first_served, last=seen.last_served),
+                        max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed,
+                        enabled=config.sentinel,
+                    )  # fmt: skip
                 with timer.stage("gap_and_ranking"):
                     ranked = spool.write_ranked(folder / "results.jsonl", keep=scratch)
             finally:
@@ -91,6 +106,7 @@ async def audit(
             manifest = build_manifest(
                 config, target, reference, spool, n_documents=len(documents), n_skipped=skipped,
                 tokenizer=tokenizer.name, timings=timer.seconds, null=null, null_target=control,
+                model_check=model_check, budget=budget,
             )  # fmt: skip
         if output is not None:
             write_reports(output, ranked, manifest, config)
@@ -99,7 +115,8 @@ async def audit(
         if output is not None:
             output.abort()
         raise
-    return AuditResult(results=ranked, manifest=manifest, out=config.out if write else None)
+    out = config.out if write else None
+    return AuditResult(results=ranked, manifest=manifest, out=out, model_check=model_check, budget=budget)
 
 
 def audit_sync(config: AuditConfig, **kwargs: Any) -> AuditResult:
@@ -117,11 +134,13 @@ async def _stream(
     spool: RecordSpool,
     *,
     annotate: Callable[[CompletionResult], CompletionResult],
-) -> None:
+) -> _Seen:
     """STREAM_CHUNK prefills at a time through generation, scoring and measuring; records wait on
-    disk in the spool with only their sort keys in memory, so memory stays flat."""
+    disk in the spool with only their sort keys in memory, so memory stays flat. Returns what the
+    sentinel needs of the target's answers."""
     framer = Framer.of(config)
     total = len(prefills)
+    seen = _Seen()
     with (
         hooks.stage("target generation", total, "completion") as generated,
         hooks.stage("reference scoring", total, "completion") as scored,
@@ -133,6 +152,7 @@ async def _stream(
                     temperature=config.temperature, seed=config.seed, batch_size=config.batch_size,
                     workers=config.target.max_concurrency, advance=generated,
                 )  # fmt: skip
+            seen.add(completions)
             with timer.stage("reference_scoring"):
                 outcomes = await score_completions(
                     reference, completions, batch_size=config.batch_size,
@@ -145,6 +165,24 @@ async def _stream(
                         shared_tokenizer=shared_tokenizer, window_bytes=config.window_bytes,
                     )  # fmt: skip
                     spool.add(annotate(record))
+    return seen
+
+
+@dataclass
+class _Seen:
+    """The first completion with tokens (the sentinel repeats it) and the served model of the
+    first and the last answer that name one, in prefill order."""
+
+    first: TargetCompletion | None = None
+    first_served: ServedModel | None = None
+    last_served: ServedModel | None = None
+
+    def add(self, completions: Sequence[TargetCompletion]) -> None:
+        served = [c.served for c in completions if c.served is not None]
+        if served:
+            self.first_served = self.first_served or served[0]
+            self.last_served = served[-1]
+        self.first = self.first or sentinel_candidate(completions)
 
 
 async def _null(

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from providers.records import Prompt, Record, TokenLogprob
+from providers.records import Prompt, Record, ServedModel, TokenLogprob
 
 
 class Document(Record):
@@ -54,6 +54,8 @@ class TargetCompletion(Record):
     completion: str
     tokens: tuple[TokenLogprob, ...]
     finish_reason: str | None
+    served: ServedModel | None = None
+    """Which model the server said answered (`model_check` compares the first and the last)."""
 
 
 AlignmentStatus = Literal["exact", "widened", "empty", "unaligned"]

@@ -26,6 +26,10 @@ async def gather(*awaitables: Awaitable[Any]) -> list[Any]:
     return results
 
 
+SERVED_FIELDS = ("model", "system_fingerprint")
+"""Top-level fields of a generation answer that say which model answered (`Wire.served`)."""
+
+
 def merge_prompts(bodies: list[dict[str, Any]]) -> dict[str, Any]:
     """One /v1/completions body for several prompts with otherwise equal settings."""
     if len(bodies) == 1:
@@ -46,7 +50,9 @@ def split_choices(payload: Any, k: int, n: int) -> list[Any]:
         if not isinstance(index, int) or not 0 <= index < k * n:
             return [payload] * k
         parts[index // n].append({**choice, "index": index % n})
-    return [{"choices": part} for part in parts]
+    # The server's identity belongs to every part (a cached part is read back alone); usage is the batch's.
+    served = {k: payload[k] for k in SERVED_FIELDS if k in payload}
+    return [{**served, "choices": part} for part in parts]
 
 
 def groups_of_equal_settings(indices: list[int], plans: list[tuple[str, dict[str, Any]]], size: int) -> list[list[int]]:

@@ -30,7 +30,7 @@ from tenacity import (
 
 from providers import errors
 from providers.cache_key import cache_key
-from providers.fixtures import Exchange, exchange_key, load_exchanges, write_exchange
+from providers.fixtures import Exchange, PromptAnswers, exchange_key, load_exchanges, write_exchange
 from providers.ratelimit import EndpointLimiter, RateLimitPolicy
 
 T = TypeVar("T")
@@ -370,17 +370,23 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 
 
 class ReplayTransport(httpx.AsyncBaseTransport):
-    """Answers only recorded requests; anything else raises `FixtureMissError`."""
+    """Answers only recorded requests (a completions batch also prompt by prompt, as recorded in
+    other batches); anything else raises `FixtureMissError`."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         self._exchanges = load_exchanges(directory)
+        self._prompts = PromptAnswers(self._exchanges)
         self.requests_served = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
         exchange = self._exchanges.get(exchange_key(request.method, request.url.path, body))
         if exchange is None:
+            recombined = self._prompts.answer(request.method, request.url.path, body)
+            if recombined is not None:
+                self.requests_served += 1
+                return httpx.Response(200, json=recombined)
             raise errors.FixtureMissError(
                 f"no recorded exchange in {self.directory} for {request.method} {request.url.path} {json.dumps(body)[:300]}"
                 " (record it from a real server: blackbox-audit fixtures record)"

@@ -175,11 +175,12 @@ class OpenAICompatibleProvider(ContinuationScorer):
         body["logprobs"] = self.completion_logprobs
         return "/completions", body
 
-    async def generate(self, request: GenerateRequest) -> Generation:
-        return (await self.generate_many([request]))[0]
+    async def generate(self, request: GenerateRequest, *, cached: bool = True) -> Generation:
+        return (await self.generate_many([request], cached=cached))[0]
 
-    async def generate_many(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
-        """Raw prompts with equal settings go several to a request; chat ones one each."""
+    async def generate_many(self, requests: Sequence[GenerateRequest], *, cached: bool = True) -> list[Generation]:
+        """Raw prompts with equal settings go several to a request; chat ones one each. `cached=False`
+        asks the server even when the cache holds the answer (and stores nothing)."""
         for request in requests:
             self.check_can_generate(request.prompt)
         plans = [self.generate_body(r) for r in requests]
@@ -191,7 +192,9 @@ class OpenAICompatibleProvider(ContinuationScorer):
             path, body = plans[i]
             n = requests[i].n
             parse = self._parse_chat_generation if path == "/chat/completions" else self._parse_generation
-            results[i] = await self.http.request("POST", path, body, lambda p: parse(p, n))
+            results[i] = await self.http.request(
+                "POST", path, body, lambda p: self._served(parse(p, n), p), cached=cached
+            )
 
         async def run_batch(indices: list[int]) -> None:
             n = requests[indices[0]].n
@@ -200,7 +203,8 @@ class OpenAICompatibleProvider(ContinuationScorer):
                 [plans[i][1] for i in indices],
                 merge=merge_prompts,
                 split=lambda payload, k: split_choices(payload, k, n),
-                parse=lambda p: self._parse_generation(p, n),
+                parse=lambda p: self._served(self._parse_generation(p, n), p),
+                cached=cached,
             )
             for i, generation in zip(indices, generations, strict=True):
                 results[i] = generation
@@ -210,6 +214,11 @@ class OpenAICompatibleProvider(ContinuationScorer):
             *(run_batch(g) for g in groups_of_equal_settings(batchable, plans, self.max_batch_prompts)),
         )
         return [r for r in results if r is not None]
+
+    def _served(self, generation: Generation, payload: Any) -> Generation:
+        """Which model answered, read the same way whatever the dialect's parser."""
+        served = self.wire.served(payload)
+        return generation if served is None else generation.model_copy(update={"served": served})
 
     def _parse_generation(self, payload: Any, n: int) -> Generation:
         choices = self.wire.choices(payload, n)

@@ -68,9 +68,19 @@ class Completion(Record):
     stop_token: TokenLogprob | None = None
 
 
+class ServedModel(Record):
+    """Which model the server says answered: the `model` of its response (a hosted service names
+    the dated snapshot behind an alias there) and its `system_fingerprint` (the backend
+    configuration), each None where it sends none."""
+
+    model: str | None = None
+    system_fingerprint: str | None = None
+
+
 class Generation(Record):
     completions: tuple[Completion, ...]
     usage: Usage
+    served: ServedModel | None = None
 
 
 class ScoreRequest(Record):

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from providers.errors import AlignmentError, ResponseShapeError
-from providers.records import Completion, ScoredContinuation, TokenLogprob, Usage
+from providers.records import Completion, ScoredContinuation, ServedModel, TokenLogprob, Usage
 
 SENTINEL_LOGPROB = -9999.0
 """vLLM clamps -inf to this; it is an absence of a number, not a number."""
@@ -115,6 +115,17 @@ class Wire:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
         )
+
+    def served(self, payload: Any) -> ServedModel | None:
+        """The response's `model` and `system_fingerprint`, where they are strings."""
+        if not isinstance(payload, dict):
+            return None
+        model, fingerprint = payload.get("model"), payload.get("system_fingerprint")
+        served = ServedModel(
+            model=model if isinstance(model, str) else None,
+            system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+        )
+        return served if served.model is not None or served.system_fingerprint is not None else None
 
     def token_ids(self, value: Any, field: str, expected_len: int | None = None) -> list[int]:
         if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):

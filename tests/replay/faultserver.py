@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from providers.fixtures import Exchange, canonical_json, exchange_key, load_exchanges
+from providers.fixtures import Exchange, PromptAnswers, canonical_json, exchange_key, load_exchanges, prompt_units
 
 Body = Any
 """A decoded JSON request or response body (dict, list, str, None)."""
@@ -429,18 +429,6 @@ class Served:
 # -- replay --------------------------------------------------------------------------------
 
 
-def _is_batch(prompt: Any) -> bool:
-    """A list of prompts (strings, or lists of token ids), not one prompt of token ids."""
-    return isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], int)
-
-
-def _units(method: str, path: str, body: Body) -> list[tuple[str, Body]]:
-    """(key, body) per piece of work: each prompt of a batched completions request."""
-    if method == "POST" and path == "/v1/completions" and isinstance(body, dict) and _is_batch(body.get("prompt")):
-        return [(exchange_key(method, path, unit), unit) for unit in ({**body, "prompt": p} for p in body["prompt"])]
-    return [(exchange_key(method, path, body), body)]
-
-
 class Replay:
     """The recorded answers of one or more fixture folders."""
 
@@ -457,39 +445,16 @@ class Replay:
             }
         )
         self.version = next((e.meta.get("version") for e in self.exchanges.values() if e.meta.get("version")), "0.0.0")
-        # /v1/completions answers prompt by prompt: unit key -> (choices re-indexed from 0, template)
-        self.per_prompt: dict[str, tuple[list[dict], dict]] = {}
-        for exchange in self.exchanges.values():
-            if (
-                exchange.path != "/v1/completions"
-                or exchange.status != 200
-                or not isinstance(exchange.request_body, dict)
-            ):
-                continue
-            if not all(isinstance(c, dict) and "index" in c for c in exchange.response_body.get("choices") or []):
-                continue  # a dialect whose choices carry no index (Together) is only answered as recorded
-            body, answer = exchange.request_body, exchange.response_body
-            n = int(body.get("n") or 1)
-            template = {k: v for k, v in answer.items() if k not in ("choices", "usage")}
-            for u, (key, _) in enumerate(_units("POST", exchange.path, body)):
-                choices = sorted((c for c in answer["choices"] if c["index"] // n == u), key=lambda c: c["index"])
-                self.per_prompt[key] = ([{**c, "index": c["index"] % n} for c in choices], template)
+        self.prompts = PromptAnswers(self.exchanges)
 
     def answer(self, method: str, path: str, body: Body) -> tuple[int, dict[str, str], Body] | None:
         """(status, headers, JSON body) as recorded, or None when nothing was recorded for it."""
         exchange = self.exchanges.get(exchange_key(method, path, body))
         if exchange is not None:
             return exchange.status, dict(exchange.response_headers), copy.deepcopy(exchange.response_body)
-        if method == "POST" and path == "/v1/completions" and isinstance(body, dict):
-            n = int(body.get("n") or 1)
-            choices: list[dict] = []
-            template = None
-            for u, (key, _) in enumerate(_units(method, path, body)):
-                if key not in self.per_prompt:
-                    return None
-                unit_choices, template = self.per_prompt[key]
-                choices += [{**c, "index": u * n + c["index"]} for c in copy.deepcopy(unit_choices)]
-            return 200, {"content-type": "application/json"}, {**(template or {}), "choices": choices, "usage": None}
+        recombined = self.prompts.answer(method, path, body)
+        if recombined is not None:
+            return 200, {"content-type": "application/json"}, recombined
         if method == "GET" and path == "/version":
             return 200, {"content-type": "application/json"}, {"version": self.version}
         if method == "GET" and path == "/v1/models":
@@ -594,7 +559,9 @@ class FaultServer:
 
     def _begin(self, method: str, path: str, body: Body, headers: dict[str, str]) -> tuple[Served, Fault | None]:
         with self._lock:
-            served = Served(method, path, body, headers, [k for k, _ in _units(method, path, body)], time.monotonic())
+            served = Served(
+                method, path, body, headers, [k for k, _ in prompt_units(method, path, body)], time.monotonic()
+            )
             self.requests.append(served)
             fault = None
             for rule in self.rules:

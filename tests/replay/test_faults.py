@@ -47,6 +47,7 @@ from tests.replay.faultserver import (
     MISSING,
     FaultServer,
     Rule,
+    Served,
     drop_echo_token,
     error_status,
     finite_logprobs,
@@ -536,9 +537,15 @@ def test_fault_is_survived_or_reported(case: Case, servers, tmp_path):
         assert (out / "results.jsonl").read_text() == expected_results(case.audit)
         assert_clean_records(out)
         if case.role == "reference":
-            again = Counter(u for r in target.log() for u in r.units) & finished
+            again = Counter(u for r in before_sentinel(target.log()) for u in r.units) & finished
             assert not again, f"a rerun repeated the target's finished work: {sorted(again)}"
         TALLY.counts["reruns after an error identical"] += 1
+
+
+def before_sentinel(log: list[Served]) -> list[Served]:
+    """The target's requests but the sentinel: the audit's last, one prompt generated again on purpose."""
+    assert log and log[-1].path in (COMPLETIONS, CHAT_COMPLETIONS) and len(log[-1].units) == 1, "the sentinel ends"
+    return log[:-1]
 
 
 def _gist(message: str) -> str:
@@ -679,21 +686,22 @@ def test_kill_9_midway_then_resume_repeats_no_finished_work(stage, servers, tmp_
     assert not target.misses and not reference.misses
 
     repeated = 0
-    for role, server in (("target", target), ("reference", reference)):
-        again = Counter(u for r in server.log() for u in r.units) & finished[role]
+    logs = {"target": before_sentinel(target.log()), "reference": reference.log()}
+    for role in ("target", "reference"):
+        again = Counter(u for r in logs[role] for u in r.units) & finished[role]
         repeated += sum(again.values())
     assert repeated == 0, f"the rerun repeated {repeated} finished requests"
     if stage == "reference-scoring":
-        assert target.count() == 0, "all of the target's work had finished; the rerun must not ask it again"
+        assert not logs["target"], "all of the target's work had finished; the rerun asks it only the sentinel"
     # Every request of the rerun is work the first run had not finished.
-    rerun_units = Counter(u for s in (target, reference) for r in s.log() for u in r.units)
+    rerun_units = Counter(u for log in logs.values() for r in log for u in r.units)
     assert all(c == 1 for c in rerun_units.values())
     TALLY.counts["requests repeated after crash"] += repeated
     TALLY.add(
         f"kill -9 during {stage}",
         f"CLI subprocess, {sum(snapshot_counts)} requests then {in_flight} held",
         0,
-        f"resumed identical; {target.count() + reference.count()} requests, 0 repeated",
+        f"resumed identical; {target.count() + reference.count()} requests (1 the sentinel), 0 repeated",
         "crash/resume runs identical",
     )
 

@@ -354,7 +354,8 @@ def test_dry_run_prints_the_estimate_and_sends_nothing(capsys, tmp_path):
     assert code == 0, captured.err
     assert captured.out.startswith("dry run: nothing was sent")
     assert re.search(r"prefills \(at most\)\s+5$", captured.out, re.MULTILINE)
-    assert re.search(r"target generated tokens \(at most\)\s+500$", captured.out, re.MULTILINE)  # 5 x 100
+    # 5 completions and the sentinel, 100 tokens each
+    assert re.search(r"target output tokens \(at most\)\s+600$", captured.out, re.MULTILINE)
     assert not out.exists()
 
 
