@@ -41,6 +41,7 @@ SPAN_SCORES = ("window_gap", "collapsed_window_gap")
 WIDTHS = (16, 24, 32, 48, 64, 96, 128)
 SCORES: tuple[str, ...] = (
     *SCORE_NAMES,
+    "rank-average",
     *(f"{score}@{width}" for score in SPAN_SCORES for width in WIDTHS if width != P.DEFAULT_WINDOW_BYTES),
 )
 """Rankings by name: the product's scores (span scores at the default width) and the width sweep."""
@@ -68,11 +69,28 @@ def at_width(records: Sequence[CompletionResult], width: int) -> list[Completion
     return out
 
 
+FUSED = "rank-average"
+"""Not a product score: each completion's ranks by logppl_diff and by collapsed_window_gap,
+averaged (a Borda count of the whole-completion and the span view), measured beside the rest."""
+
+
 def ordered(records: Sequence[CompletionResult], ranking: str, demotion: str) -> list[CompletionResult]:
-    """`records` ranked by `ranking` (a score, or `score@width` on records already `at_width`)."""
-    score = ranking.partition("@")[0]
+    """`records` ranked by `ranking` (a score, `score@width` on records already `at_width`, or FUSED)."""
     threshold = None if demotion == "off" else DEFAULT_DEGENERACY_THRESHOLD
-    return rank(records, score, degeneracy_threshold=threshold, demote_all_loops=demotion == "all-loops")  # type: ignore[arg-type]
+    all_loops = demotion == "all-loops"
+    if ranking == FUSED:
+        total: dict[tuple[str, str], int] = {}
+        for score in ("logppl_diff", "collapsed_window_gap"):
+            for position, r in enumerate(rank(records, score), start=1):
+                total[(r.prefill_id, r.framing)] = total.get((r.prefill_id, r.framing), 0) + position
+        floor = loop_floor(records, threshold, all_loops=all_loops)
+        scored = [r for r in records if r.gaps is not None]
+        return sorted(
+            scored,
+            key=lambda r: (is_demoted(r, threshold, floor), total[(r.prefill_id, r.framing)], r.prefill_id, r.framing),
+        ) + [r for r in records if r.gaps is None]
+    score = ranking.partition("@")[0]
+    return rank(records, score, degeneracy_threshold=threshold, demote_all_loops=all_loops)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -200,8 +218,8 @@ def summary(audits: Sequence[AuditOutcomes], rankings: Sequence[tuple[str, str]]
         f"{statistics.median(a.expected_random_first_hit for a in hard) if hard else math.nan:.1f}.",
         "",
         "| score | degeneracy | true base: audits top 10 | organisms top 10 | cross-family: audits top 10 | organisms top 10 "
-        "| harder suite, true base: median first hit | harder suite, all: median | geomean first hit, all | old organisms: later than logppl_diff, all loops demoted |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| harder suite, true base: median first hit | harder suite, all: median | geomean first hit, all | hits@10, summed | old organisms: later than logppl_diff, all loops demoted |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ranking in rankings:
         later = sum(
@@ -214,7 +232,8 @@ def summary(audits: Sequence[AuditOutcomes], rankings: Sequence[tuple[str, str]]
         lines.append(
             f"| {name} | {ranking[1]} | {tb10}/{len(true_base)} | {top10_organisms(true_base, ranking)}/{n_tb_org} "
             f"| {x10}/{len(cross)} | {top10_organisms(cross, ranking)}/{n_x_org} | {median(hard_tb, ranking):g} "
-            f"| {median(hard, ranking):g} | {geomean(with_hit, ranking):.2f} | {later}/{len(old)} |"
+            f"| {median(hard, ranking):g} | {geomean(with_hit, ranking):.2f} "
+            f"| {sum(a.by_ranking[ranking].hits_at_10 for a in with_hit)} | {later}/{len(old)} |"
         )
     return "\n".join(lines)
 
