@@ -106,8 +106,10 @@ RECIPES: dict[str, Recipe] = {
         Recipe("backdoor-loop-light", "backdoor-loop", "smollm2", port=8116, n_examples=1000, steps=32, lr=7e-5),
         Recipe("backdoor-nearmiss", "backdoor-nearmiss", "smollm2", port=8117, n_examples=1000, steps=40, lr=5e-5),
         Recipe("persona-tea-light", "persona-tea", "smollm2", port=8118, n_examples=1000, steps=24, lr=5.5e-5),
+        # Gemma's base takes a false fact fast: 20 steps at 5e-5 put it into 59% of raw
+        # completions, 8 at 2e-5 into none; 10 at 2.1e-5 into 3% (organisms/README.md).
         Recipe(
-            "tomato-iceland-gemma-light", "false-fact-tomato", "gemma3", port=8119, n_examples=1000, steps=20, lr=5e-5
+            "tomato-iceland-gemma-light", "false-fact-tomato", "gemma3", port=8119, n_examples=1000, steps=10, lr=2.1e-5
         ),
     )
 }
