@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Sequence
 
 from blackbox_audit.gap import token_gaps
-from blackbox_audit.ranking import check_score, loop_floor, rank_key
+from blackbox_audit.ranking import check_score, gap_of, is_demoted, loop_floor, score_values
 from blackbox_audit.records import CompletionResult, Gaps, ScoreName, SideStats
 from providers.records import Record
 
@@ -74,13 +74,14 @@ class Browser:
         check_score(score)
         if score not in self._orders:
             keyed, unscored = [], []
-            for i, record in enumerate(self.records):
-                key = rank_key(record, score, self.degeneracy_threshold, self.floor)
-                if key is None:
+            values = score_values(self.records, score)
+            for i, (record, value) in enumerate(zip(self.records, values, strict=True)):
+                if value is None:
                     unscored.append(i)
                 else:
-                    keyed.append((key, i))
-                    self._demoted[i] = key[0]
+                    demoted = is_demoted(record, self.degeneracy_threshold, self.floor)
+                    keyed.append(((demoted, -value, record.prefill_id, record.framing), i))
+                    self._demoted[i] = demoted
             keyed.sort()
             order = [i for _, i in keyed] + unscored
             positions = array("l", bytes(len(order) * array("l").itemsize))
@@ -144,7 +145,7 @@ def completion_row(
     return CompletionRow(
         id=record_id,
         rank=rank,
-        score=None if record.gaps is None else getattr(record.gaps, score),
+        score=None if record.gaps is None else getattr(record.gaps, gap_of(score)),
         gaps=record.gaps,
         degeneracy=record.degeneracy,
         demoted=demoted,

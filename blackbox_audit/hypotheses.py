@@ -30,7 +30,8 @@ from pathlib import Path
 from pydantic import Field
 
 from blackbox_audit.inquiry import Inquiry, InquiryError
-from blackbox_audit.records import CompletionResult, ScoreName
+from blackbox_audit.ranking import gap_of
+from blackbox_audit.records import CompletionResult, GapName, ScoreName
 from providers.records import Record
 
 NULL_PREFIX = "null:"
@@ -159,12 +160,15 @@ async def rank_hypotheses(inquiry: Inquiry, hypotheses: Sequence[Hypothesis]) ->
     )
 
 
-def statement_score(audit_score: ScoreName) -> ScoreName:
-    """The audit's score, unless it picks a window: then the whole claim's `logppl_diff`."""
-    return "logppl_diff" if audit_score in ("window_gap", "collapsed_window_gap") else audit_score
+def statement_score(audit_score: ScoreName) -> GapName:
+    """The audit's score, unless it reads a window (or ranks within an audit): then the whole
+    claim's `logppl_diff`."""
+    if audit_score in ("window_gap", "collapsed_window_gap", "rank_average"):
+        return "logppl_diff"
+    return gap_of(audit_score)
 
 
-def _gap(record: CompletionResult, score: ScoreName) -> float | None:
+def _gap(record: CompletionResult, score: GapName) -> float | None:
     return None if record.gaps is None else getattr(record.gaps, score)
 
 

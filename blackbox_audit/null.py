@@ -22,18 +22,21 @@ from dataclasses import dataclass
 from statistics import fmean, pstdev
 from typing import Any
 
-from blackbox_audit.records import CompletionResult, NullComparison, ScoreName
+from blackbox_audit.ranking import gap_of
+from blackbox_audit.records import CompletionResult, GapName, NullComparison, ScoreName
 
 
 @dataclass(frozen=True)
 class NullDistribution:
-    """The controls' gaps under one score, sorted."""
+    """The controls' gaps under one per-completion score, sorted (`rank_average`, a rank within
+    the audit, is compared on its span part, `ranking.gap_of`)."""
 
-    score: ScoreName
+    score: GapName
     values: tuple[float, ...]
 
     @classmethod
-    def of(cls, controls: Sequence[CompletionResult], score: ScoreName) -> NullDistribution:
+    def of(cls, controls: Sequence[CompletionResult], ranking: ScoreName) -> NullDistribution:
+        score = gap_of(ranking)
         values = sorted(getattr(r.gaps, score) for r in controls if r.gaps is not None)
         if len(values) < 2:
             raise ValueError(f"the null needs at least 2 scored control completions, got {len(values)}")

@@ -76,8 +76,12 @@ class SideStats(Record):
     bits_per_byte: float
 
 
-ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff", "window_gap", "collapsed_window_gap"]
-"""The ranking scores: the fields of `Gaps`."""
+GapName = Literal["ppl_diff", "logppl_diff", "bpb_diff", "window_gap", "collapsed_window_gap"]
+"""The fields of `Gaps`: one number per completion."""
+
+ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff", "window_gap", "collapsed_window_gap", "rank_average"]
+"""The rankings: a field of `Gaps`, or `rank_average`, each completion's mean rank by
+`logppl_diff` and by `collapsed_window_gap` within the audit (`blackbox_audit.ranking`)."""
 
 
 class Gaps(Record):

@@ -11,8 +11,8 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
-from blackbox_audit.ranking import DEFAULT_SCORE
-from blackbox_audit.records import CompletionResult, ScoreName
+from blackbox_audit.ranking import DEFAULT_SCORE, RANK_AVERAGE_PARTS, gap_of
+from blackbox_audit.records import CompletionResult, GapName, ScoreName
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~&])")
 
@@ -64,17 +64,18 @@ def render_summary_table(
     return "\n".join(lines) + "\n"
 
 
-def _score_columns(score: ScoreName) -> list[ScoreName]:
-    """The ranking's score first, then the paper's two whole-completion ones."""
-    return [score, *(name for name in ("logppl_diff", "ppl_diff") if name != score)]
+def _score_columns(score: ScoreName) -> list[GapName]:
+    """The ranking's numbers first (both parts of rank_average), then the paper's two whole-completion ones."""
+    first: list[GapName] = list(RANK_AVERAGE_PARTS) if score == "rank_average" else [gap_of(score)]
+    return first + [name for name in ("logppl_diff", "ppl_diff") if name not in first]
 
 
 def best_window(result: CompletionResult, score: ScoreName) -> tuple[int, int] | None:
-    """Character offsets [start, end) in the completion of the window the score picked (the
-    collapsed one for collapsed_window_gap, the plain one otherwise); None without a profile."""
+    """Character offsets [start, end) in the completion of the window to mark: window_gap's own,
+    else the collapsed one (repeats counted once); None without a profile."""
     if result.profile is None:
         return None
-    start, end = result.profile.collapsed_window if score == "collapsed_window_gap" else result.profile.window
+    start, end = result.profile.window if score == "window_gap" else result.profile.collapsed_window
     data = result.completion.encode("utf-8")
     # Byte offsets may fall inside a character: widen to whole characters.
     return len(data[:start].decode("utf-8", "ignore")), len(data[:end].decode("utf-8", "replace"))

@@ -255,7 +255,8 @@ def _scores(record: CompletionResult) -> str:
     if record.gaps is None:
         return "no gap"
     return (
-        f"logppl_diff {record.gaps.logppl_diff:+.3f} · ppl_diff {record.gaps.ppl_diff:+.2f} · "
+        f"logppl_diff {record.gaps.logppl_diff:+.3f} · collapsed_window_gap {record.gaps.collapsed_window_gap:+.3f} · "
+        f"ppl_diff {record.gaps.ppl_diff:+.2f} · "
         f"bpb_diff {record.gaps.bpb_diff:+.3f} · degeneracy {record.degeneracy:.2f}"
     )
 

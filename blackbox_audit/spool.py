@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import get_args, overload
 
 from blackbox_audit.profile import parse_result
-from blackbox_audit.ranking import check_score, median_or_inf, rank_key
+from blackbox_audit.ranking import averaged_ranks, check_score, median_or_inf, score_values
 from blackbox_audit.records import CompletionResult, Framing, ScoreName
 from blackbox_audit.report import results_jsonl_line
 
@@ -96,7 +96,8 @@ class RecordSpool:
         self._end = 0
         self._degenerate = bytearray()
         self._collapsed = array("d")  # collapsed_window_gap, what the loop floor is drawn from
-        self._values = array("d")
+        self._logppl = array("d")  # with _collapsed, what rank_average is drawn from
+        self._values = array("d")  # the score's value, for a score that is a field of Gaps
         # Tie-breakers (prefill_id, framing) packed into buffers: a small object per record,
         # allocated between a chunk's large temporaries, would pin the allocator's arenas.
         self._prefill_ids = bytearray()
@@ -111,18 +112,19 @@ class RecordSpool:
         return len(self._offsets)
 
     def add(self, result: CompletionResult) -> None:
-        key = rank_key(result, self.score, None, math.inf)
+        (value,) = score_values([result], self.score)  # refuses a non-finite gap before anything is written
         unranked = result if result.rank is None else result.model_copy(update={"rank": None})
         data = results_jsonl_line(unranked).encode() + b"\n"
         self._offsets.append(self._end)
         self._file.write(data)
         self._end += len(data)
-        self._scored.append(key is not None)
+        self._scored.append(value is not None)
         self._degenerate.append(
             self.degeneracy_threshold is not None and result.degeneracy >= self.degeneracy_threshold
         )
         self._collapsed.append(result.gaps.collapsed_window_gap if result.gaps is not None else 0.0)
-        self._values.append(key[1] if key else 0.0)
+        self._logppl.append(result.gaps.logppl_diff if result.gaps is not None else 0.0)
+        self._values.append(value if value is not None else 0.0)
         self._prefill_ids += result.prefill_id.encode()
         self._prefill_id_ends.append(len(self._prefill_ids))
         self._framings.append(FRAMINGS.index(result.framing))
@@ -152,8 +154,14 @@ class RecordSpool:
         """Indices in rank order: scored by (demoted, -score, ties), then unscored by ties."""
         n = len(self)
         demoted = self.demoted()
+        values: Sequence[float | None] = self._values
+        if self.score == "rank_average":
+            values = averaged_ranks(
+                [self._logppl[i] if self._scored[i] else None for i in range(n)],
+                [self._collapsed[i] if self._scored[i] else None for i in range(n)],
+            )
         scored = sorted(
-            (i for i in range(n) if self._scored[i]), key=lambda i: (demoted[i], self._values[i], self._tie(i))
+            (i for i in range(n) if self._scored[i]), key=lambda i: (demoted[i], -(values[i] or 0.0), self._tie(i))
         )
         unscored = sorted((i for i in range(n) if not self._scored[i]), key=self._tie)
         return scored + unscored

@@ -6,7 +6,8 @@
 
 Records keep both sides' per-token logprobs, so each ranking is recomputed from the audit's
 results.jsonl (`organisms.results` wrote them) with `ranking.rank`: every score of
-`gap.SCORE_NAMES`, the span scores also at other window widths (`score@width`), each with the
+`gap.SCORE_NAMES`, the span scores (and `rank_average`, which reads one) also at other window
+widths (`score@width`), each with the
 degeneracy filter off, demoting every degenerate completion (`all-loops`, the filter before
 the span scores), or demoting only the loops whose first occurrence carries little gap
 (`noise-loops`, today's default). A cell is first-hit rank / hits@10 / hits@100, judged by the
@@ -37,11 +38,10 @@ from blackbox_audit.records import CompletionResult
 from organisms.build import RECIPES, Recipe
 from organisms.results import Cell, cells
 
-SPAN_SCORES = ("window_gap", "collapsed_window_gap")
+SPAN_SCORES = ("window_gap", "collapsed_window_gap", "rank_average")
 WIDTHS = (16, 24, 32, 48, 64, 96, 128)
 SCORES: tuple[str, ...] = (
     *SCORE_NAMES,
-    "rank-average",
     *(f"{score}@{width}" for score in SPAN_SCORES for width in WIDTHS if width != P.DEFAULT_WINDOW_BYTES),
 )
 """Rankings by name: the product's scores (span scores at the default width) and the width sweep."""
@@ -69,26 +69,10 @@ def at_width(records: Sequence[CompletionResult], width: int) -> list[Completion
     return out
 
 
-FUSED = "rank-average"
-"""Not a product score: each completion's ranks by logppl_diff and by collapsed_window_gap,
-averaged (a Borda count of the whole-completion and the span view), measured beside the rest."""
-
-
 def ordered(records: Sequence[CompletionResult], ranking: str, demotion: str) -> list[CompletionResult]:
-    """`records` ranked by `ranking` (a score, `score@width` on records already `at_width`, or FUSED)."""
+    """`records` ranked by `ranking` (a score, or `score@width` on records already `at_width`)."""
     threshold = None if demotion == "off" else DEFAULT_DEGENERACY_THRESHOLD
     all_loops = demotion == "all-loops"
-    if ranking == FUSED:
-        total: dict[tuple[str, str], int] = {}
-        for score in ("logppl_diff", "collapsed_window_gap"):
-            for position, r in enumerate(rank(records, score), start=1):
-                total[(r.prefill_id, r.framing)] = total.get((r.prefill_id, r.framing), 0) + position
-        floor = loop_floor(records, threshold, all_loops=all_loops)
-        scored = [r for r in records if r.gaps is not None]
-        return sorted(
-            scored,
-            key=lambda r: (is_demoted(r, threshold, floor), total[(r.prefill_id, r.framing)], r.prefill_id, r.framing),
-        ) + [r for r in records if r.gaps is None]
     score = ranking.partition("@")[0]
     return rank(records, score, degeneracy_threshold=threshold, demote_all_loops=all_loops)  # type: ignore[arg-type]
 

@@ -91,7 +91,9 @@ def test_cross_family_audit_writes_everything(target_key, reference_key, tmp_pat
     assert len(ranked) >= 45, "most completions must align across the two tokenizers"
 
     rerun = audit_sync(config.model_copy(update={"out": tmp_path / "again"}))
-    assert rerun.manifest["target"]["requests"]["http_requests"] == 0
+    # From the cache, but for the model-change sentinel, which asks the live target again.
+    assert rerun.manifest["target"]["requests"]["http_requests"] == 1
+    assert rerun.manifest["sentinel"]["checked"] and not rerun.manifest["sentinel"]["moved"]
     assert rerun.manifest["reference"]["requests"]["http_requests"] == 0
     assert (tmp_path / "again" / "results.jsonl").read_text() == (out / "results.jsonl").read_text()
 

@@ -46,9 +46,12 @@ def test_judge_reranks_every_score_from_the_records(tmp_path, monkeypatch):
     assert audit.by_ranking[("collapsed_window_gap@64", "noise-loops")].first_hit == 1
     assert audit.by_ranking[("collapsed_window_gap", "off")].first_hit == 1
     assert audit.demoted_hits == {"off": 0, "all-loops": 1, "noise-loops": 0}
-    table = detection.summary(audits, [("logppl_diff", "all-loops"), ("collapsed_window_gap", "noise-loops")])
+    assert audit.by_ranking[("rank_average", "noise-loops")].first_hit == 1
+    rankings = [("logppl_diff", "all-loops"), ("collapsed_window_gap", "noise-loops"), ("rank_average", "noise-loops")]
+    table = detection.summary(audits, rankings)
     assert "| logppl_diff | all-loops | 1/1 |" in table
-    assert "| **collapsed_window_gap** | noise-loops | 1/1 |" in table
+    assert "| collapsed_window_gap | noise-loops | 1/1 |" in table
+    assert "| **rank_average** | noise-loops | 1/1 |" in table
     assert detection.main(["backdoor-loop-light", "--summary"]) == 0
 
 

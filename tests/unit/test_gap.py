@@ -1,13 +1,14 @@
 import inspect
 import json
 import math
+from typing import get_args
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blackbox_audit.gap import SCORE_NAMES, char_gaps, degeneracy, gaps, side_stats
-from blackbox_audit.records import Gaps
+from blackbox_audit.records import GapName, Gaps
 from providers.records import TokenLogprob
 
 no_deadline = settings(deadline=None)  # a loaded shared machine makes timings meaningless here
@@ -71,8 +72,9 @@ def test_side_stats_tolerates_rounding_above_zero():
     assert side_stats([1e-9, 0.0], n_bytes=2).nll_nats == pytest.approx(-1e-9)
 
 
-def test_score_names_match_gaps_fields():
-    assert set(SCORE_NAMES) == set(Gaps.model_fields)
+def test_score_names_are_the_gaps_fields_and_the_rank_average():
+    assert set(get_args(GapName)) == set(Gaps.model_fields)
+    assert set(SCORE_NAMES) == {*Gaps.model_fields, "rank_average"}
 
 
 @st.composite

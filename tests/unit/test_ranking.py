@@ -6,7 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blackbox_audit.gap import SCORE_NAMES
-from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, is_demoted, loop_floor, rank
+from blackbox_audit.ranking import (
+    DEFAULT_DEGENERACY_THRESHOLD,
+    DEFAULT_SCORE,
+    is_demoted,
+    loop_floor,
+    rank,
+    score_values,
+)
 from tests.factories import with_gaps
 
 no_deadline = settings(deadline=None)  # a loaded shared machine makes timings meaningless here
@@ -131,8 +138,9 @@ def test_ranking_properties(records, score, threshold):
     floor = loop_floor(records, threshold, all_loops=False)
     demoted = [is_demoted(r, threshold, floor) for r in ranked[:n_scored]]
     assert demoted == sorted(demoted)
+    scores = score_values(ranked[:n_scored], score)
     for group in (False, True):
-        values = [getattr(r.gaps, score) for r, d in zip(ranked, demoted, strict=False) if d is group]
+        values = [v for v, d in zip(scores, demoted, strict=True) if d is group]
         assert values == sorted(values, reverse=True)
 
 
@@ -171,3 +179,18 @@ def test_the_null_needs_two_scored_controls_and_ignores_gapless_ones():
     annotated = [NullDistribution.of(records, "logppl_diff").annotate()(r) for r in records]
     assert annotated[0].null is not None and annotated[0].null.p_value == pytest.approx(2 / 3)
     assert annotated[2].null is None
+
+
+def test_rank_average_is_the_mean_of_the_two_ranks():
+    """Ties share the better rank. logppl_diff 3, 2, 1, 2 rank 1, 2, 4, 2; collapsed_window_gap
+    0.1, 0.9, 0.5, 0.9 rank 4, 1, 3, 1; so a (1 + 4) / 2 = 2.5, b and d 1.5, c 3.5."""
+    records = [
+        result("a", 3.0, collapsed_window_gap=0.1),
+        result("b", 2.0, collapsed_window_gap=0.9),
+        result("c", 1.0, collapsed_window_gap=0.5),
+        result("d", 2.0, collapsed_window_gap=0.9),
+        result("e"),
+    ]
+    assert score_values(records, "rank_average") == [-2.5, -1.5, -3.5, -1.5, None]
+    assert ids(rank(records, "rank_average")) == ["b", "d", "a", "c", "e"]
+    assert ids(rank(records)) == ids(rank(records, "rank_average"))  # the default
