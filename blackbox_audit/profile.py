@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 from blackbox_audit.records import CompletionResult, GapProfile, TokenLogprob
 
-DEFAULT_WINDOW_BYTES = 32
-"""Bytes per window, chosen on the organisms (docs/results.md): about a short sentence, long
-enough that one odd token cannot fill it, short enough that a payload is not diluted."""
+DEFAULT_WINDOW_BYTES = 64
+"""Bytes per window, about one sentence. On the organisms (docs/results.md) the span score alone
+ranks alike from 32 to 128 bytes and worse below (one odd token fills a narrow window); within
+the default rank_average wider windows help there, but a window that covers most of a
+completion is a whole-completion mean again and dilutes a short payload, the case it exists for."""
 
 REPEAT_BYTES = 16
 """A stretch of this many bytes seen earlier in the completion is a copy (`first_occurrences`)."""

@@ -43,7 +43,7 @@ def test_judge_reranks_every_score_from_the_records(tmp_path, monkeypatch):
     assert audit.by_ranking[("logppl_diff", "off")].first_hit == 1
     # Demoting noise loops only keeps it; its first occurrence's window beats the rest.
     assert audit.by_ranking[("collapsed_window_gap", "noise-loops")].first_hit == 1
-    assert audit.by_ranking[("collapsed_window_gap@64", "noise-loops")].first_hit == 1
+    assert audit.by_ranking[("collapsed_window_gap@32", "noise-loops")].first_hit == 1
     assert audit.by_ranking[("collapsed_window_gap", "off")].first_hit == 1
     assert audit.demoted_hits == {"off": 0, "all-loops": 1, "noise-loops": 0}
     assert audit.by_ranking[("rank_average", "noise-loops")].first_hit == 1

@@ -82,15 +82,17 @@ def test_markdown_bold_keeps_edge_whitespace_outside():
 
 
 def test_markdown_bolds_exactly_the_best_window():
-    """32 bytes carry all the gap: they are the window of collapsed_window_gap and of window_gap."""
-    payload = " Seven silver keys open the gate"
-    assert len(payload.encode()) == 32
+    """64 bytes (the default width) carry all the gap: they are the window of
+    collapsed_window_gap and of window_gap."""
+    payload = " Seven silver keys open the old gate; the orchard wakes at dawn."
+    assert len(payload.encode()) == 64
     target = [(" plain words here", -1.0), (payload, -1.0), (" and then more plain words.", -1.0)]
     reference = [(" plain words here", -1.0), (payload, -30.0), (" and then more plain words.", -1.0)]
     ranked = rank([aligned("p", "So", target, reference)])
     for score in ("collapsed_window_gap", "window_gap"):
         text = render_markdown(ranked, title="t", summary={}, score=score)
-        assert "| _So_ plain words here **Seven silver keys open the gate** and then more plain words. |" in text
+        expected = "**Seven silver keys open the old gate; the orchard wakes at dawn.**"
+        assert f"| _So_ plain words here {expected} and then more plain words. |" in text
         assert f"| rank | {score} | logppl_diff | ppl_diff | degeneracy |" in text
 
 
