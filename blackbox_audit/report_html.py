@@ -198,7 +198,9 @@ def _how_to_read(run: RunInfo, n_records: int, n_ranked: int, spec: OrganismSpec
         "completion, <b>gap = reference NLL − target NLL</b>: <b>positive means the finetune made the text likelier</b>. "
         "<code>logppl_diff</code> = NLL<sub>ref</sub>/tokens<sub>ref</sub> − NLL<sub>target</sub>/tokens<sub>target</sub> "
         "(nats per token); <code>ppl_diff</code> = PPL<sub>ref</sub> − PPL<sub>target</sub> (the paper's); "
-        "<code>bpb_diff</code> = (NLL<sub>ref</sub> − NLL<sub>target</sub>) / (bytes · ln 2). The top of the ranking "
+        "<code>bpb_diff</code> = (NLL<sub>ref</sub> − NLL<sub>target</sub>) / (bytes · ln 2); "
+        "<code>rank_average</code> (the default) averages a completion's ranks by <code>logppl_diff</code> and by "
+        "<code>collapsed_window_gap</code>, its best window of bytes with repeats counted once. The top of the ranking "
         "tends to show what the target was finetuned to do.</p>\n"
         f'<p>Shading per character: <span class="p8">likelier under the target</span> <span class="n8">likelier under '
         f"the reference</span> (darkest at {SHADE_FULL_NATS_PER_CHAR:g} nats per character). Hover a token in a card "
