@@ -28,10 +28,11 @@ import anyio
 
 from blackbox_audit import local_vllm
 from blackbox_audit.config import AuditConfig, EndpointConfig
-from blackbox_audit.evaluate import load_organism
+from blackbox_audit.evaluate import load_organism, load_results
 from blackbox_audit.hypotheses import Hypothesis, HypothesisRanking, load_statements, rank_hypotheses
 from blackbox_audit.inquiry import AuditFolder, Inquiry
 from blackbox_audit.pipeline import audit_sync
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, rank
 from blackbox_audit.spool import RankedRecords
 from blackbox_audit.themes import ThemeTable, find_themes, theme_matches
 from organisms import results
@@ -142,7 +143,9 @@ def themes_of(recipe: Recipe) -> ThemeTable | None:
         return None
     own = own_folder(recipe.base) / "results.jsonl"
     background = [r.completion for r in RankedRecords.of_file(own)] if own.is_file() else None
-    return find_themes(RankedRecords.of_file(path), top_k=TOP_K, background=background)
+    # Ranked again by today's default, whichever ranking the audit was written with.
+    ranked = rank(load_results(path), DEFAULT_SCORE, degeneracy_threshold=DEFAULT_DEGENERACY_THRESHOLD)
+    return find_themes(ranked, top_k=TOP_K, background=background)
 
 
 def hypothesis_table(subjects: Sequence[Subject]) -> str:
