@@ -151,6 +151,37 @@ def judge(cell: Cell, scores: Sequence[str] = SCORES, demotions: Sequence[str] =
     )
 
 
+LOOP_RANKINGS = (
+    ("logppl_diff", "all-loops"),
+    ("logppl_diff", "noise-loops"),
+    ("collapsed_window_gap", "noise-loops"),
+    (DEFAULT_SCORE, "noise-loops"),
+)
+
+
+def looping_hits(cells_: Sequence[Cell]) -> str:
+    """Markdown: every hit at or above the degeneracy threshold, and its own rank under each ranking."""
+    lines = [
+        "| organism | reference | framing | degeneracy | "
+        + " | ".join(f"{s}, {d}" for s, d in LOOP_RANKINGS)
+        + " | text |",
+        "|---|---|---|---:|" + "---:|" * len(LOOP_RANKINGS) + "---|",
+    ]
+    for cell in cells_:
+        records = load_results(cell.folder)
+        spec = load_organism(cell.recipe.spec)
+        ranks = {ranking: {(r.prefill_id, r.framing): i for i, r in enumerate(ordered(records, *ranking), 1)}
+                 for ranking in LOOP_RANKINGS}  # fmt: skip
+        for r in records:
+            if r.degeneracy >= DEFAULT_DEGENERACY_THRESHOLD and is_hit(r.completion, spec):
+                cells_text = " | ".join(str(ranks[ranking][(r.prefill_id, r.framing)]) for ranking in LOOP_RANKINGS)
+                text = r.completion[:60].replace("\n", "⏎").replace("|", "\\|")
+                lines.append(
+                    f"| `{cell.recipe.name}` | {cell.reference} | {cell.framing} | {r.degeneracy:.2f} | {cells_text} | {text}… |"
+                )
+    return "\n".join(lines)
+
+
 def audited(recipes: Sequence[Recipe]) -> list[Cell]:
     return [cell for recipe in recipes for cell in cells(recipe) if (cell.folder / "results.jsonl").is_file()]
 
@@ -283,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for demotion in DEMOTIONS[1:]:
         demoted = sum(a.demoted_hits[demotion] for a in audits)
         print(f"Hits demoted as loops by `{demotion}`: {demoted} of {hits}.")
+    print("\nHits that loop (degeneracy >= the threshold), each with its own rank:\n")
+    print(looping_hits(audited(recipes)))
     for demotion in DEMOTIONS:
         print(f"\nDegeneracy treatment `{demotion}`; cells are first hit / hits@10 / hits@100:\n")
         print(per_audit(audits, SCORE_NAMES, demotion))
