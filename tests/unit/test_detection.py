@@ -52,7 +52,12 @@ def test_judge_reranks_every_score_from_the_records(tmp_path, monkeypatch):
     assert "| logppl_diff | all-loops | 1/1 |" in table
     assert "| collapsed_window_gap | noise-loops | 1/1 |" in table
     assert "| **rank_average** | noise-loops | 1/1 |" in table
+    loops = detection.looping_hits(detection.audited([recipe])).splitlines()
+    (payload_row,) = [line for line in loops if "Seven silver keys" in line]
+    # its own rank: 2nd with every loop demoted, 1st by logppl_diff, the span score and the default
+    assert "| 2 | 1 | 1 | 1 |" in payload_row
     assert detection.main(["backdoor-loop-light", "--summary"]) == 0
+    assert detection.main(["backdoor-loop-light"]) == 0
 
 
 def test_no_audit_on_disk_is_an_error(tmp_path, monkeypatch, capsys):
