@@ -42,12 +42,8 @@ def boundaries(data: bytes, tokens: Sequence[TokenLogprob], context: bytes = b""
 
 
 def shared_boundary_window(record: CompletionResult, width: int) -> float:
-    context = (
-        record.prefill[len(record.prefill) - record.reference_extra_chars :] if record.reference_extra_chars else ""
-    )
-    profile = P.byte_profile(
-        record.completion, record.target_tokens, record.reference_tokens, reference_context=context
-    )
+    context = P.reference_context(record.prefill, record.reference_extra_chars)
+    profile = P.record_profile(record)
     assert profile is not None
     target = boundaries(profile.data, record.target_tokens)
     reference = boundaries(profile.data, record.reference_tokens, context.encode())

@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Sequence
 
 from blackbox_audit.gap import token_gaps
-from blackbox_audit.ranking import check_score, gap_of, is_demoted, loop_floor, score_values
+from blackbox_audit.ranking import check_score, gap_of, loop_floor, rank_keys
 from blackbox_audit.records import CompletionResult, Gaps, ScoreName, SideStats
 from providers.records import Record
 
@@ -74,14 +74,12 @@ class Browser:
         check_score(score)
         if score not in self._orders:
             keyed, unscored = [], []
-            values = score_values(self.records, score)
-            for i, (record, value) in enumerate(zip(self.records, values, strict=True)):
-                if value is None:
+            for i, key in enumerate(rank_keys(self.records, score, self.degeneracy_threshold, self.floor)):
+                if key is None:
                     unscored.append(i)
                 else:
-                    demoted = is_demoted(record, self.degeneracy_threshold, self.floor)
-                    keyed.append(((demoted, -value, record.prefill_id, record.framing), i))
-                    self._demoted[i] = demoted
+                    keyed.append((key, i))
+                    self._demoted[i] = key[0]
             keyed.sort()
             order = [i for _, i in keyed] + unscored
             positions = array("l", bytes(len(order) * array("l").itemsize))

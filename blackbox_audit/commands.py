@@ -67,9 +67,9 @@ def _endpoint(args: argparse.Namespace) -> EndpointConfig:
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    from blackbox_audit.endpoints import connect_endpoint
     from providers.http import RetryPolicy
     from providers.probe import probe
-    from providers.registry import connect
 
     if not args.base_url or not args.model:
         raise UsageError("probe needs --base-url and --model")
@@ -77,15 +77,7 @@ def run_probe(args: argparse.Namespace) -> int:
 
     async def go():
         # A probe reports what fails; it does not wait out a dead server with long backoffs.
-        provider = await connect(
-            endpoint.base_url,
-            endpoint.model,
-            dialect=endpoint.dialect,
-            options=endpoint.dialect_options,
-            api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
-            basic_auth=endpoint.basic_auth,
-            retry=RetryPolicy(max_attempts=2, max_backoff_s=2.0),
-        )
+        provider = await connect_endpoint(endpoint, retry=RetryPolicy(max_attempts=2, max_backoff_s=2.0))
         try:
             return await probe(provider)
         finally:
@@ -147,25 +139,16 @@ def run_local_vllm(args: argparse.Namespace) -> int:
 def run_record_fixtures(args: argparse.Namespace) -> int:
     if args.action == "record-audit":
         return run_record_audit(args)
-    from blackbox_audit.endpoints import server_meta
+    from blackbox_audit.endpoints import connect_endpoint, server_meta
     from providers.http import RecordingTransport
     from providers.recording import run_scenarios
-    from providers.registry import connect
 
     out = Path(args.out)
     endpoint = _endpoint(args)
 
     async def go() -> int:
         meta = await server_meta(endpoint)
-        provider = await connect(
-            endpoint.base_url,
-            endpoint.model,
-            dialect=endpoint.dialect,
-            options=endpoint.dialect_options,
-            api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
-            basic_auth=endpoint.basic_auth,
-            transport=RecordingTransport(out, meta),
-        )
+        provider = await connect_endpoint(endpoint, transport=RecordingTransport(out, meta))
         try:
             return await run_scenarios(provider)
         finally:

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -21,6 +22,16 @@ from providers.registry import connect
 
 TransportFactory = Callable[[str], httpx.AsyncBaseTransport | None]
 """Role ("target" / "reference") -> transport; tests replay or inject faults through it."""
+
+
+async def connect_endpoint(endpoint: EndpointConfig, **settings: Any) -> OpenAICompatibleProvider:
+    """A provider for one configured endpoint (its URL, model, dialect, options and credentials);
+    `settings` are `connect`'s other arguments (cache, transport, retry, ...)."""
+    return await connect(
+        endpoint.base_url, endpoint.model, dialect=endpoint.dialect, options=endpoint.dialect_options,
+        api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
+        basic_auth=endpoint.basic_auth, **settings,
+    )  # fmt: skip
 
 
 @asynccontextmanager
@@ -43,12 +54,9 @@ async def open_endpoints(
         for role in sorted(roles, key=lambda r: getattr(config, r).dialect == "auto"):
             endpoint = getattr(config, role)
             label = role.replace("_", "-")
-            opened[role] = provider = await connect(
-                endpoint.base_url, endpoint.model, dialect=endpoint.dialect, options=endpoint.dialect_options,
-                api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else None,
-                basic_auth=endpoint.basic_auth, cache=cache, transport=transports(role),
-                max_concurrency=endpoint.max_concurrency, retry=retry, sleep=sleep, role=label,
-                tokenizer=endpoint.tokenizer, on_retry=hooks.retry,
+            opened[role] = provider = await connect_endpoint(
+                endpoint, cache=cache, transport=transports(role), max_concurrency=endpoint.max_concurrency,
+                retry=retry, sleep=sleep, role=label, tokenizer=endpoint.tokenizer, on_retry=hooks.retry,
             )  # fmt: skip
             if role == "reference":
                 provider.check_can_score(framer.prompt("The"))

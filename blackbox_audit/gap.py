@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import get_args
 
-from blackbox_audit.profile import DEFAULT_WINDOW_BYTES, byte_profile, spans
+from blackbox_audit.profile import DEFAULT_WINDOW_BYTES, byte_profile, reference_context, spans
 from blackbox_audit.records import (
     CompletionResult,
     Gaps,
@@ -222,7 +222,7 @@ def measure(
     target_ids = [t.token_id for t in target_tokens]
     reference_ids = [t.token_id for t in reference_tokens]
     known = shared_tokenizer and None not in target_ids and None not in reference_ids
-    context = prefill.text[len(prefill.text) - scored.n_context_chars :] if scored.n_context_chars else ""
+    context = reference_context(prefill.text, scored.n_context_chars)
     profile = byte_profile(completion.completion, target_tokens, reference_tokens, reference_context=context)
     assert profile is not None  # a completion with tokens on both sides has one
     window, collapsed, summary = spans(profile, window_bytes)

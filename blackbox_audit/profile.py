@@ -163,6 +163,17 @@ def byte_profile(
     return ByteProfile(data=data, target=tuple(target), reference=tuple(reference), exact=exact)
 
 
+def reference_context(prefill: str, n_context_chars: int) -> str:
+    """The tail of the prefill that a widened reference token also covers (`reference_extra_chars`)."""
+    return prefill[len(prefill) - n_context_chars :] if n_context_chars else ""
+
+
+def record_profile(result: CompletionResult) -> ByteProfile | None:
+    """A record's profile, from the per-token logprobs it keeps."""
+    context = reference_context(result.prefill, result.reference_extra_chars)
+    return byte_profile(result.completion, result.target_tokens, result.reference_tokens, reference_context=context)
+
+
 def best_window(gap: Sequence[float], width: int = DEFAULT_WINDOW_BYTES) -> Window:
     """The `width` contiguous bytes with the largest summed gap, scored as that sum / `width`
     (nats per byte); the first such window on ties.
@@ -257,16 +268,16 @@ def parse_result(line: str | bytes) -> CompletionResult:
         return CompletionResult.model_validate_json(line)  # its ValidationError says what is wrong
     gaps = data.get("gaps") if isinstance(data, dict) else None
     if isinstance(gaps, dict) and "window_gap" not in gaps:
-        result = CompletionResult.model_validate(
-            {**data, "gaps": {**gaps, "window_gap": 0.0, "collapsed_window_gap": 0.0}}
-        )
-        n_extra = result.reference_extra_chars
-        context = result.prefill[len(result.prefill) - n_extra :] if n_extra else ""
-        profile = byte_profile(
-            result.completion, result.target_tokens, result.reference_tokens, reference_context=context
-        )
-        if profile is not None and result.gaps is not None:
-            window, collapsed, summary = spans(profile)
-            update = {"window_gap": window.gap, "collapsed_window_gap": collapsed.gap}
-            return result.model_copy(update={"gaps": result.gaps.model_copy(update=update), "profile": summary})
+        placeholders = {"window_gap": 0.0, "collapsed_window_gap": 0.0}
+        return with_spans(CompletionResult.model_validate({**data, "gaps": {**gaps, **placeholders}}))
     return CompletionResult.model_validate_json(line)
+
+
+def with_spans(result: CompletionResult, width: int = DEFAULT_WINDOW_BYTES) -> CompletionResult:
+    """The record with its span scores and profile summary computed again, at `width` bytes."""
+    profile = record_profile(result)
+    if result.gaps is None or profile is None:
+        return result
+    window, collapsed, summary = spans(profile, width)
+    update = {"window_gap": window.gap, "collapsed_window_gap": collapsed.gap}
+    return result.model_copy(update={"gaps": result.gaps.model_copy(update=update), "profile": summary})

@@ -49,6 +49,16 @@ def score_values(results: Sequence[CompletionResult], score: ScoreName) -> list[
     return averaged_ranks(columns[0], columns[1])
 
 
+def rank_keys(
+    results: Sequence[CompletionResult], score: ScoreName, degeneracy_threshold: float | None, floor: float
+) -> list[RankKey | None]:
+    """Per record, what `rank` sorts by: (demoted, -score, prefill_id, framing); None without gaps."""
+    return [
+        None if value is None else (is_demoted(r, degeneracy_threshold, floor), -value, r.prefill_id, r.framing)
+        for r, value in zip(results, score_values(results, score), strict=True)
+    ]
+
+
 def averaged_ranks(first: Sequence[float | None], second: Sequence[float | None]) -> list[float | None]:
     """Minus the mean of each record's two ranks (1 = the largest value; ties share the better
     rank, so the result does not depend on the records' order); None where a value is None."""
@@ -104,15 +114,13 @@ def rank(
     loop can itself be the revealing text. Records without gaps (empty or unaligned) come
     last with rank None. Ties go to (prefill_id, framing).
     """
-    values = score_values(results, score)
     floor = loop_floor(results, degeneracy_threshold, all_loops=demote_all_loops)
     keyed: list[tuple[RankKey, CompletionResult]] = []
     unscored: list[CompletionResult] = []
-    for result, value in zip(results, values, strict=True):
-        if value is None:
+    for result, key in zip(results, rank_keys(results, score, degeneracy_threshold, floor), strict=True):
+        if key is None:
             unscored.append(result)
         else:
-            key = (is_demoted(result, degeneracy_threshold, floor), -value, result.prefill_id, result.framing)
             keyed.append((key, result))
     keyed.sort(key=lambda pair: pair[0])
     ranked = [result.model_copy(update={"rank": i}) for i, (_, result) in enumerate(keyed, start=1)]

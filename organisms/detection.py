@@ -56,17 +56,7 @@ HARD = ("backdoor-loop-light", "backdoor-nearmiss", "persona-tea-light", "tomato
 
 def at_width(records: Sequence[CompletionResult], width: int) -> list[CompletionResult]:
     """The records with their span scores recomputed at `width` bytes per window."""
-    out = []
-    for r in records:
-        context = r.prefill[len(r.prefill) - r.reference_extra_chars :] if r.reference_extra_chars else ""
-        profile = P.byte_profile(r.completion, r.target_tokens, r.reference_tokens, reference_context=context)
-        if r.gaps is None or profile is None:
-            out.append(r)
-            continue
-        window, collapsed, summary = P.spans(profile, width)
-        gaps = r.gaps.model_copy(update={"window_gap": window.gap, "collapsed_window_gap": collapsed.gap})
-        out.append(r.model_copy(update={"gaps": gaps, "profile": summary}))
-    return out
+    return [P.with_spans(r, width) for r in records]
 
 
 def ordered(records: Sequence[CompletionResult], ranking: str, demotion: str) -> list[CompletionResult]:

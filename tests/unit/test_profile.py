@@ -25,7 +25,7 @@ def tokens(*pairs):
 def profile_of(target_pairs, reference_pairs, *, prefill="Once", extra_chars=0, completion=None):
     """The profile the pipeline builds (gap.measure) from both sides' tokens."""
     completion = completion if completion is not None else "".join(t for t, _ in target_pairs)
-    context = prefill[len(prefill) - extra_chars :] if extra_chars else ""
+    context = P.reference_context(prefill, extra_chars)
     return P.byte_profile(completion, tokens(*target_pairs), tokens(*reference_pairs), reference_context=context)
 
 
