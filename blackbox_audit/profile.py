@@ -261,7 +261,12 @@ def spans(profile: ByteProfile, width: int = DEFAULT_WINDOW_BYTES) -> tuple[Wind
 
 def parse_result(line: str | bytes) -> CompletionResult:
     """One results.jsonl line. A record written before the span scores existed gets them from
-    the per-token logprobs it keeps, at the default width, so older audits still rank and judge."""
+    the per-token logprobs it keeps, at the default width, so older audits still rank and judge.
+    A current record is parsed once: in JSON that key can only be a key, never inside a string
+    (where its quotes would be escaped)."""
+    current = b'"window_gap"' in line if isinstance(line, bytes) else '"window_gap"' in line
+    if current:
+        return CompletionResult.model_validate_json(line)
     try:
         data = json.loads(line)
     except ValueError:

@@ -40,14 +40,9 @@ class SentinelCheck(Record):
     mean_abs_diff: float | None = None
     max_allowed: float | None = None
     mean_allowed: float | None = None
+    logprobs_moved: bool = False
+    """The shared tokens' logprobs differ beyond the tolerance (`providers.agreement`)."""
     moved: bool = False
-
-    @property
-    def logprobs_moved(self) -> bool:
-        if self.max_abs_diff is None or self.mean_abs_diff is None:
-            return False
-        assert self.max_allowed is not None and self.mean_allowed is not None
-        return self.max_abs_diff > self.max_allowed or self.mean_abs_diff > self.mean_allowed
 
 
 class ServedChange(Record):
@@ -136,7 +131,7 @@ def compare(first: TargetCompletion, text: str, tokens: Sequence[TokenLogprob], 
             break
         shared += 1
     same_text = text == first.completion
-    fields: dict[str, float | None] = {}
+    fields: dict[str, float | bool | None] = {}
     if shared:
         agreement = compare_logprobs(
             [t.logprob for t in tokens[:shared]],
@@ -148,11 +143,9 @@ def compare(first: TargetCompletion, text: str, tokens: Sequence[TokenLogprob], 
             "mean_abs_diff": agreement.mean_abs_nats,
             "max_allowed": agreement.max_allowed_nats,
             "mean_allowed": agreement.mean_allowed_nats,
+            "logprobs_moved": not agreement.ok,
         }
-        moved = not agreement.ok
-    else:
-        moved = False
-    moved = moved or (greedy and not same_text)
+    moved = bool(fields.get("logprobs_moved")) or (greedy and not same_text)
     return SentinelCheck(
         checked=True,
         detail=f"{shared} of {len(first.tokens)} tokens compared ({'greedy' if greedy else 'sampled, same seed'})",

@@ -56,7 +56,7 @@ HARD = ("backdoor-loop-light", "backdoor-nearmiss", "persona-tea-light", "tomato
 
 def at_width(records: Sequence[CompletionResult], width: int) -> list[CompletionResult]:
     """The records with their span scores recomputed at `width` bytes per window."""
-    return [P.with_spans(r, width) for r in records]
+    return [r if r.profile is not None and r.profile.window_bytes == width else P.with_spans(r, width) for r in records]
 
 
 def ordered(records: Sequence[CompletionResult], ranking: str, demotion: str) -> list[CompletionResult]:
