@@ -173,6 +173,14 @@ def recorded_config(
     return AuditConfig.model_validate({**data, "out": out, **overrides})
 
 
+class Sleeps(list):
+    """The waits asked for (seconds), and when each was asked (`time.monotonic`, the limiter's clock)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked_at: list[float] = []
+
+
 def run_audit(
     config: AuditConfig,
     *,
@@ -183,6 +191,8 @@ def run_audit(
     async def fake_sleep(seconds: float) -> None:
         if sleeps is not None:
             sleeps.append(seconds)
+        if isinstance(sleeps, Sleeps):
+            sleeps.asked_at.append(time.monotonic())
 
     return audit_sync(
         config,
@@ -253,13 +263,20 @@ def _requests_to(path: str, expected: int) -> Callable[[FaultServer, list[float]
 def _slept(seconds: float) -> Callable[[FaultServer, list[float]], None]:
     """The retried request waits exactly the Retry-After; requests of the same endpoint that start
     after the 429 wait out the same hold, then paced (providers.http.EndpointLimiter). Sleeps are
-    fake here, so the clock stands still and those waits are the hold plus the pacing."""
+    fake, but the limiter's clock is real: a request that asks later (a loaded machine) waits
+    less, so each wait must end no earlier than the hold does, whenever it was asked."""
 
     def check(server: FaultServer, sleeps: list[float]) -> None:
         assert sleeps and sleeps[0] == seconds, (
             f"the retried request should wait exactly the Retry-After ({seconds}s), waited {sleeps}"
         )
-        assert all(s >= seconds - 0.1 for s in sleeps[1:]), f"a request started during the hold of {seconds}s: {sleeps}"
+        assert isinstance(sleeps, Sleeps)
+        hold_ends = sleeps.asked_at[0] + seconds
+        ends = [at + s for at, s in zip(sleeps.asked_at[1:], sleeps[1:], strict=True)]
+        assert all(end >= hold_ends - 1e-3 for end in ends), (
+            f"a request started during the hold of {seconds}s: waits {sleeps}, ending {[e - hold_ends for e in ends]}"
+            " s after the hold"
+        )
 
     return check
 
@@ -500,7 +517,7 @@ def test_fault_is_survived_or_reported(case: Case, servers, tmp_path):
     config = recorded_config(
         case.audit, (target, reference), out, use_cache=True, cache_dir=tmp_path / "cache", **case.overrides
     )
-    sleeps: list[float] = []
+    sleeps = Sleeps()
 
     if case.error is None:
         result = run_audit(config, sleeps=sleeps, read_timeout_s=case.read_timeout_s, real_sleep=case.real_sleep)
