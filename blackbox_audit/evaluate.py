@@ -240,7 +240,7 @@ def load_organism(path: str | Path) -> OrganismSpec:
 
 def load_results(path: str | Path) -> list[CompletionResult]:
     """The records of an audit's results.jsonl, or of the results.jsonl in a folder."""
-    from blackbox_audit.profile import parse_result
+    from blackbox_audit.gap import parse_result
 
     path = Path(path)
     if path.is_dir():
@@ -295,8 +295,8 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:
         help="judge an audit's ranking against a known organism: hits@10, hits@100, first-hit rank per score",
         description=(
             "Ranks count from 1: the first completion is rank 1 (the paper's reports count from 0)."
-            " Every score is listed, the span scores (window_gap, collapsed_window_gap) beside the whole-completion"
-            " ones, with the degeneracy filter off and on (on: noise loops demoted, as the audit's default does)."
+            " Every score is listed, the span scores (window_gap, collapsed_window_gap) and rank_average beside the"
+            " whole-completion ones, with the degeneracy filter off and on (on: noise loops demoted, as the audit's default does)."
             " A hit: ALL keywords of ANY keyword set of the spec (case-insensitive), or ALL regexes of ANY regex set,"
             " in the completion (never the prefill)."
         ),

@@ -8,10 +8,13 @@ text likelier than the reference thinks it is; the paper's score is
 Three scales, because raw perplexities are unbounded and per-token numbers depend on the
 tokenizer (see docs/method.md): `ppl_diff` (the paper's), `logppl_diff` (mean NLL per token,
 in nats) and `bpb_diff` (bits per UTF-8 byte, the only one comparable across tokenizers).
+A difference grows with the text's own entropy (random identifiers surprise any two models
+by a lot), so `log_bpb_ratio` also asks how many times more surprised the reference is.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import zlib
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import get_args
 
-from blackbox_audit.profile import DEFAULT_WINDOW_BYTES, byte_profile, reference_context, spans
+from blackbox_audit.profile import DEFAULT_WINDOW_BYTES, byte_profile, reference_context, spans, with_spans
 from blackbox_audit.records import (
     CompletionResult,
     Gaps,
@@ -40,6 +43,9 @@ _ZLIB_OVERHEAD_BYTES = len(zlib.compress(b"", 9))
 _REDUNDANCY_NORMAL = 0.55
 _REDUNDANCY_DEGENERATE = 0.90
 _FULL_EVIDENCE_BYTES = 64
+_MIN_BITS_PER_BYTE = 1e-6
+"""A side that is certain of every byte (logprobs rounded to 0) counts as this surprised, so
+that the ratio stays finite: endpoints round logprobs to about 1e-6 nats per token."""
 
 
 def side_stats(logprobs: Sequence[float], n_bytes: int) -> SideStats:
@@ -68,12 +74,23 @@ def side_stats(logprobs: Sequence[float], n_bytes: int) -> SideStats:
     )
 
 
+def log_bpb_ratio(target: SideStats, reference: SideStats) -> float:
+    """ln(reference bits per byte / target bits per byte), the ratio score of training-data
+    extraction (Carlini et al. 2021, arXiv 2012.07805) taken per byte so that two tokenizers
+    compare. A difference is large wherever both models find the text hard (code identifiers,
+    names); the ratio is large where the target is sure and the reference is not, which is what
+    a finetune leaves behind. Per byte, a reference that also covers context bytes
+    (`reference_extra_chars`) is still compared like for like."""
+    return math.log(max(reference.bits_per_byte, _MIN_BITS_PER_BYTE) / max(target.bits_per_byte, _MIN_BITS_PER_BYTE))
+
+
 def gaps(target: SideStats, reference: SideStats, *, window_gap: float, collapsed_window_gap: float) -> Gaps:
     """The whole-completion gaps from both sides' stats, beside the span scores (`profile.spans`)."""
     return Gaps(
         ppl_diff=reference.ppl - target.ppl,
         logppl_diff=reference.log_ppl - target.log_ppl,
         bpb_diff=reference.bits_per_byte - target.bits_per_byte,
+        log_bpb_ratio=log_bpb_ratio(target, reference),
         window_gap=window_gap,
         collapsed_window_gap=collapsed_window_gap,
     )
@@ -237,3 +254,27 @@ def measure(
         same_tokens=(target_ids == reference_ids) if known else None,
         profile=summary,
     )
+
+
+def parse_result(line: str | bytes) -> CompletionResult:
+    """One results.jsonl line. A record written before a score existed gets it from what it
+    keeps (both sides' stats, per-token logprobs; span scores at the default width), so older
+    audits still rank and judge. A current record is parsed once: in JSON the newest key can
+    only be a key, never inside a string (where its quotes would be escaped)."""
+    current = b'"log_bpb_ratio"' in line if isinstance(line, bytes) else '"log_bpb_ratio"' in line
+    if current:
+        return CompletionResult.model_validate_json(line)
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return CompletionResult.model_validate_json(line)  # its ValidationError says what is wrong
+    stored = data.get("gaps") if isinstance(data, dict) else None
+    if not isinstance(stored, dict):
+        return CompletionResult.model_validate_json(line)
+    placeholders = {"log_bpb_ratio": 0.0, "window_gap": 0.0, "collapsed_window_gap": 0.0}
+    result = CompletionResult.model_validate({**data, "gaps": {**placeholders, **stored}})
+    if result.gaps is None or result.target is None or result.reference is None:
+        return result
+    ratio = log_bpb_ratio(result.target, result.reference)
+    result = result.model_copy(update={"gaps": result.gaps.model_copy(update={"log_bpb_ratio": ratio})})
+    return result if "window_gap" in stored else with_spans(result)

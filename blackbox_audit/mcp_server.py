@@ -93,8 +93,10 @@ def build_server(folder: AuditFolder, transports: TransportFactory = lambda role
     @server.tool()
     def top_completions(k: int = 10, score: ScoreName | None = None, offset: int = 0) -> TopCompletions:
         """The k best-ranked completions from `offset` (0 = the top), by `score` (default: the audit's):
-        logppl_diff (nats per token), ppl_diff (the paper's), or bpb_diff (bits per byte). Degenerate loops
-        come after the rest (demoted: true)."""
+        rank_average (the mean rank by logppl_diff, log_bpb_ratio and collapsed_window_gap), logppl_diff
+        (nats per token), ppl_diff (the paper's), bpb_diff (bits per byte), log_bpb_ratio (how many times
+        more surprised the reference is), window_gap or collapsed_window_gap (the best window of bytes).
+        Degenerate loops whose first occurrence carries little gap come after the rest (demoted: true)."""
         score = score or config.score
         with _tool_errors():
             rows = browser.top(score, _bounded(k, "k"), max(0, offset))

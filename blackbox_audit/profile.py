@@ -18,7 +18,6 @@ organisms no better (docs/results.md), so the baseline stays.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from blackbox_audit.records import CompletionResult, GapProfile, TokenLogprob
 DEFAULT_WINDOW_BYTES = 64
 """Bytes per window, about one sentence. On the organisms (docs/results.md) the span score alone
 ranks alike from 32 to 128 bytes and worse below (one odd token fills a narrow window); within
-the default rank_average wider windows help there, but a window that covers most of a
+the default rank_average every width from 16 to 128 ranks alike. A window that covers most of a
 completion is a whole-completion mean again and dilutes a short payload, the case it exists for."""
 
 REPEAT_BYTES = 16
@@ -257,25 +256,6 @@ def spans(profile: ByteProfile, width: int = DEFAULT_WINDOW_BYTES) -> tuple[Wind
         exact=profile.exact,
     )
     return window, collapsed, summary
-
-
-def parse_result(line: str | bytes) -> CompletionResult:
-    """One results.jsonl line. A record written before the span scores existed gets them from
-    the per-token logprobs it keeps, at the default width, so older audits still rank and judge.
-    A current record is parsed once: in JSON that key can only be a key, never inside a string
-    (where its quotes would be escaped)."""
-    current = b'"window_gap"' in line if isinstance(line, bytes) else '"window_gap"' in line
-    if current:
-        return CompletionResult.model_validate_json(line)
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return CompletionResult.model_validate_json(line)  # its ValidationError says what is wrong
-    gaps = data.get("gaps") if isinstance(data, dict) else None
-    if isinstance(gaps, dict) and "window_gap" not in gaps:
-        placeholders = {"window_gap": 0.0, "collapsed_window_gap": 0.0}
-        return with_spans(CompletionResult.model_validate({**data, "gaps": {**gaps, **placeholders}}))
-    return CompletionResult.model_validate_json(line)
 
 
 def with_spans(result: CompletionResult, width: int = DEFAULT_WINDOW_BYTES) -> CompletionResult:

@@ -10,12 +10,14 @@ from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.records import CompletionResult, GapName, ScoreName
 
 DEFAULT_SCORE: ScoreName = "rank_average"
-"""Each completion's ranks by the whole-completion `logppl_diff` and by the span score
-`collapsed_window_gap`, averaged: the first finds an objective spread over the text (a false
-fact told at length), the second a short or looping payload that a mean dilutes. On the
-organisms of docs/results.md the average beats either alone."""
+"""Each completion's ranks by three views of the gap, averaged: the whole-completion
+`logppl_diff` finds an objective spread over the text (a false fact told at length),
+`log_bpb_ratio` one the target is sure of and the reference is not whatever the text's own
+entropy, and the span score `collapsed_window_gap` a short or looping payload that a mean
+dilutes. On the organisms of docs/results.md the average beats each alone, and every
+organism of the earlier suite keeps or improves its first hit."""
 
-RANK_AVERAGE_PARTS: tuple[GapName, GapName] = ("logppl_diff", "collapsed_window_gap")
+RANK_AVERAGE_PARTS: tuple[GapName, ...] = ("logppl_diff", "log_bpb_ratio", "collapsed_window_gap")
 
 DEFAULT_DEGENERACY_THRESHOLD = 0.6
 """Above prose and code (<= 0.45, see `gap.degeneracy`); 48-token loops such as ": 12: 12: 12"
@@ -46,7 +48,7 @@ def score_values(results: Sequence[CompletionResult], score: ScoreName) -> list[
         columns.append(column)
     if score != "rank_average":
         return columns[0]
-    return averaged_ranks(columns[0], columns[1])
+    return averaged_ranks(columns)
 
 
 def rank_keys(
@@ -59,11 +61,15 @@ def rank_keys(
     ]
 
 
-def averaged_ranks(first: Sequence[float | None], second: Sequence[float | None]) -> list[float | None]:
-    """Minus the mean of each record's two ranks (1 = the largest value; ties share the better
-    rank, so the result does not depend on the records' order); None where a value is None."""
-    ranks = [_min_ranks(first), _min_ranks(second)]
-    return [None if a is None or b is None else -(a + b) / 2 for a, b in zip(*ranks, strict=True)]
+def averaged_ranks(columns: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """Minus the mean of each record's ranks, one per column (1 = the column's largest value;
+    ties share the better rank, so the result does not depend on the records' order); None
+    where any of its values is None."""
+    ranks = [_min_ranks(column) for column in columns]
+    return [
+        None if any(r is None for r in row) else -math.fsum(r for r in row if r is not None) / len(row)
+        for row in zip(*ranks, strict=True)
+    ]
 
 
 def _min_ranks(values: Sequence[float | None]) -> list[int | None]:

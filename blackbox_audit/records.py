@@ -76,24 +76,31 @@ class SideStats(Record):
     bits_per_byte: float
 
 
-GapName = Literal["ppl_diff", "logppl_diff", "bpb_diff", "window_gap", "collapsed_window_gap"]
+GapName = Literal["ppl_diff", "logppl_diff", "bpb_diff", "log_bpb_ratio", "window_gap", "collapsed_window_gap"]
 """The fields of `Gaps`: one number per completion."""
 
-ScoreName = Literal["ppl_diff", "logppl_diff", "bpb_diff", "window_gap", "collapsed_window_gap", "rank_average"]
+ScoreName = Literal[
+    "ppl_diff", "logppl_diff", "bpb_diff", "log_bpb_ratio", "window_gap", "collapsed_window_gap", "rank_average"
+]
 """The rankings: a field of `Gaps`, or `rank_average`, each completion's mean rank by
-`logppl_diff` and by `collapsed_window_gap` within the audit (`blackbox_audit.ranking`)."""
+`logppl_diff`, `log_bpb_ratio` and `collapsed_window_gap` within the audit
+(`blackbox_audit.ranking`)."""
 
 
 class Gaps(Record):
     """reference minus target, so positive means "the finetune made this text likelier".
 
-    The first three average over the whole completion (per token, per token on a log scale,
-    bits per byte); the span scores (`blackbox_audit.profile`, nats per byte) take its best
-    window, the second after dropping the bytes that repeat an earlier stretch."""
+    The first four average over the whole completion (per token, per token on a log scale,
+    bits per byte, and the log of the bits-per-byte ratio); the span scores
+    (`blackbox_audit.profile`, nats per byte) take its best window, the second after dropping
+    the bytes that repeat an earlier stretch."""
 
     ppl_diff: float
     logppl_diff: float
     bpb_diff: float
+    log_bpb_ratio: float
+    """ln(reference bits per byte / target bits per byte): how many times more surprised the
+    reference is, whatever the text's own entropy (`gap.log_bpb_ratio`)."""
     window_gap: float
     collapsed_window_gap: float
 

@@ -65,7 +65,7 @@ def render_summary_table(
 
 
 def _score_columns(score: ScoreName) -> list[GapName]:
-    """The ranking's numbers first (both parts of rank_average), then the paper's two whole-completion ones."""
+    """The ranking's numbers first (the parts of rank_average), then the paper's two whole-completion ones."""
     first: list[GapName] = list(RANK_AVERAGE_PARTS) if score == "rank_average" else [gap_of(score)]
     return first + [name for name in ("logppl_diff", "ppl_diff") if name not in first]
 

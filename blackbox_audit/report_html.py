@@ -26,13 +26,22 @@ from blackbox_audit.gap import char_gaps, token_gaps
 from blackbox_audit.htmltext import SHADE_FULL_NATS_PER_CHAR, SHADE_LEVELS, char_marks, render, render_tokens
 from blackbox_audit.null import null_line
 from blackbox_audit.ranking import is_demoted, loop_floor
-from blackbox_audit.records import CompletionResult, ScoreName
+from blackbox_audit.records import CompletionResult, GapName, ScoreName
 from blackbox_audit.report import best_window, n_ranked, top_of
 from blackbox_audit.similar import group_near_duplicates, normal_key
 from blackbox_audit.themes import ThemeTable, find_themes, top_for
 
 esc = html.escape
-SCORE_COLUMNS = (("logppl_diff", "logppl"), ("ppl_diff", "ppl"), ("bpb_diff", "bpb"))
+SCORE_COLUMNS: tuple[tuple[GapName, str, str], ...] = (
+    ("logppl_diff", "logppl", "+.3f"),
+    ("log_bpb_ratio", "ratio", "+.3f"),
+    ("collapsed_window_gap", "span", "+.3f"),
+    ("ppl_diff", "ppl", "+.2f"),
+    ("bpb_diff", "bpb", "+.3f"),
+)
+"""The table's sortable gaps: (field of Gaps, column key and heading, format). The first
+stays on narrow screens; `rank_average` is the three before ppl."""
+N_TABLE_COLUMNS = 1 + len(SCORE_COLUMNS) + 4  # rank, scores, degeneracy, source, text, details
 
 
 @dataclass(frozen=True)
@@ -199,9 +208,12 @@ def _how_to_read(run: RunInfo, n_records: int, n_ranked: int, spec: OrganismSpec
         "<code>logppl_diff</code> = NLL<sub>ref</sub>/tokens<sub>ref</sub> − NLL<sub>target</sub>/tokens<sub>target</sub> "
         "(nats per token); <code>ppl_diff</code> = PPL<sub>ref</sub> − PPL<sub>target</sub> (the paper's); "
         "<code>bpb_diff</code> = (NLL<sub>ref</sub> − NLL<sub>target</sub>) / (bytes · ln 2); "
-        "<code>rank_average</code> (the default) averages a completion's ranks by <code>logppl_diff</code> and by "
-        "<code>collapsed_window_gap</code>, its best window of bytes with repeats counted once. The top of the ranking "
-        "tends to show what the target was finetuned to do.</p>\n"
+        "<code>log_bpb_ratio</code> = ln(bpb<sub>ref</sub> / bpb<sub>target</sub>), how many times more surprised "
+        "the reference is (column <i>ratio</i>); <code>collapsed_window_gap</code> (column <i>span</i>), the mean gap "
+        "per byte of the best window of bytes, repeats counted once; <code>rank_average</code> (the default) averages "
+        "a completion's ranks by <code>logppl_diff</code>, <code>log_bpb_ratio</code> and "
+        "<code>collapsed_window_gap</code>. The top of the ranking tends to show what the target was finetuned to "
+        "do.</p>\n"
         f'<p>Shading per character: <span class="p8">likelier under the target</span> <span class="n8">likelier under '
         f"the reference</span> (darkest at {SHADE_FULL_NATS_PER_CHAR:g} nats per character). Hover a token in a card "
         "for both sides' logprobs; <span class=\"win\">bold, underlined</span>: the best window of the ranking's score "
@@ -257,9 +269,8 @@ def _scores(record: CompletionResult) -> str:
     if record.gaps is None:
         return "no gap"
     return (
-        f"logppl_diff {record.gaps.logppl_diff:+.3f} · collapsed_window_gap {record.gaps.collapsed_window_gap:+.3f} · "
-        f"ppl_diff {record.gaps.ppl_diff:+.2f} · "
-        f"bpb_diff {record.gaps.bpb_diff:+.3f} · degeneracy {record.degeneracy:.2f}"
+        " · ".join(f"{name} {format(getattr(record.gaps, name), fmt)}" for name, _, fmt in SCORE_COLUMNS)
+        + f" · degeneracy {record.degeneracy:.2f}"
     )
 
 
@@ -311,11 +322,15 @@ def _card(
     )
 
 
+def _wide(column: int) -> str:
+    return "" if column == 0 else " wide"
+
+
 def _table_head() -> str:
     scores = "".join(
-        f'<th class="num{"" if key == "logppl" else " wide"}" data-sort="{key}">{name}</th>'
-        for name, key in SCORE_COLUMNS
+        f'<th class="num{_wide(i)}" data-sort="{key}">{key}</th>' for i, (_, key, _) in enumerate(SCORE_COLUMNS)
     )
+    cols = "".join(f'<col class="c-num{_wide(i)}">' for i in range(len(SCORE_COLUMNS)))
     return (
         "<h2>All records</h2>\n"
         '<div class="controls"><input type="search" id="search" placeholder="search the texts" aria-label="search">'
@@ -324,16 +339,15 @@ def _table_head() -> str:
         '<label>source <select id="source"><option value="">all</option></select></label>'
         '<label>finish <select id="finish"><option value="">all</option></select></label>'
         '<span id="shown"></span></div>\n'
-        '<table class="all" id="records"><colgroup><col class="c-rank"><col class="c-num">'
-        '<col class="c-num wide"><col class="c-num wide"><col class="c-num wide"><col class="c-src wide"><col>'
-        '<col class="c-more wide"></colgroup>\n'
+        f'<table class="all" id="records"><colgroup><col class="c-rank">{cols}<col class="c-num wide">'
+        '<col class="c-src wide"><col><col class="c-more wide"></colgroup>\n'
         f'<thead><tr><th class="num" data-sort="order">rank</th>{scores}<th class="num wide" data-sort="deg">degeneracy</th>'
         '<th class="wide">source</th><th class="text-col">text</th><th class="wide">details</th></tr></thead>\n<tbody>\n'
     )
 
 
 def _divider(order: float, text: str) -> str:
-    return f'<tr class="divider" data-order="{order}"><td colspan="8">{esc(text)}</td></tr>\n'
+    return f'<tr class="divider" data-order="{order}"><td colspan="{N_TABLE_COLUMNS}">{esc(text)}</td></tr>\n'
 
 
 def _row(
@@ -349,21 +363,18 @@ def _row(
     gaps = record.gaps
     data = {
         "order": str(order), "rank": "" if record.rank is None else str(record.rank),
-        "logppl": f"{gaps.logppl_diff:.6g}" if gaps else "", "ppl": f"{gaps.ppl_diff:.6g}" if gaps else "",
-        "bpb": f"{gaps.bpb_diff:.6g}" if gaps else "", "deg": f"{record.degeneracy:.4f}",
+        **{key: f"{getattr(gaps, name):.6g}" if gaps else "" for name, key, _ in SCORE_COLUMNS},
+        "deg": f"{record.degeneracy:.4f}",
         "source": record.source, "finish": str(record.finish_reason), "degenerate": "1" if demoted else "0",
         "dup": "1" if duplicate_of else "0",
     }  # fmt: skip
     attributes = " ".join(f'data-{k}="{esc(v)}"' for k, v in data.items())
     classes = " ".join(c for c in ("degenerate" if demoted else "", "dup" if duplicate_of else "") if c)
     class_attribute = f' class="{classes}"' if classes else ""
-    if gaps is None:
-        numbers = '<td class="num">–</td><td class="num wide">–</td><td class="num wide">–</td>'
-    else:
-        numbers = (
-            f'<td class="num">{gaps.logppl_diff:+.3f}</td><td class="num wide">{gaps.ppl_diff:+.2f}</td>'
-            f'<td class="num wide">{gaps.bpb_diff:+.3f}</td>'
-        )
+    numbers = "".join(
+        f'<td class="num{_wide(i)}">{"–" if gaps is None else format(getattr(gaps, name), fmt)}</td>'
+        for i, (name, _, fmt) in enumerate(SCORE_COLUMNS)
+    )
     mask = char_marks(record.completion, spec, best_window(record, score))
     links = []
     if card is not None:

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import get_args, overload
 
-from blackbox_audit.profile import parse_result
-from blackbox_audit.ranking import averaged_ranks, check_score, median_or_inf, score_values
+from blackbox_audit.gap import parse_result
+from blackbox_audit.ranking import RANK_AVERAGE_PARTS, averaged_ranks, check_score, median_or_inf, score_values
 from blackbox_audit.records import CompletionResult, Framing, ScoreName
 from blackbox_audit.report import results_jsonl_line
 
@@ -95,8 +95,9 @@ class RecordSpool:
         self._offsets = array("q")
         self._end = 0
         self._degenerate = bytearray()
-        self._collapsed = array("d")  # collapsed_window_gap, what the loop floor is drawn from
-        self._logppl = array("d")  # with _collapsed, what rank_average is drawn from
+        # What rank_average is drawn from; its collapsed_window_gap is also the loop floor's.
+        self._parts = {name: array("d") for name in RANK_AVERAGE_PARTS}
+        self._collapsed = self._parts["collapsed_window_gap"]
         self._values = array("d")  # the score's value, for a score that is a field of Gaps
         # Tie-breakers (prefill_id, framing) packed into buffers: a small object per record,
         # allocated between a chunk's large temporaries, would pin the allocator's arenas.
@@ -122,8 +123,8 @@ class RecordSpool:
         self._degenerate.append(
             self.degeneracy_threshold is not None and result.degeneracy >= self.degeneracy_threshold
         )
-        self._collapsed.append(result.gaps.collapsed_window_gap if result.gaps is not None else 0.0)
-        self._logppl.append(result.gaps.logppl_diff if result.gaps is not None else 0.0)
+        for name, column in self._parts.items():
+            column.append(getattr(result.gaps, name) if result.gaps is not None else 0.0)
         self._values.append(value if value is not None else 0.0)
         self._prefill_ids += result.prefill_id.encode()
         self._prefill_id_ends.append(len(self._prefill_ids))
@@ -157,8 +158,7 @@ class RecordSpool:
         values: Sequence[float | None] = self._values
         if self.score == "rank_average":
             values = averaged_ranks(
-                [self._logppl[i] if self._scored[i] else None for i in range(n)],
-                [self._collapsed[i] if self._scored[i] else None for i in range(n)],
+                [[column[i] if self._scored[i] else None for i in range(n)] for column in self._parts.values()]
             )
         scored = sorted(
             (i for i in range(n) if self._scored[i]), key=lambda i: (demoted[i], -(values[i] or 0.0), self._tie(i))

@@ -112,6 +112,7 @@ def with_gaps(
     framing: Framing = "raw",
     ppl_diff: float | None = None,
     bpb_diff: float | None = None,
+    log_bpb_ratio: float | None = None,
     window_gap: float | None = None,
     collapsed_window_gap: float | None = None,
     prefill: str = "The",
@@ -125,6 +126,7 @@ def with_gaps(
             ppl_diff=gap if ppl_diff is None else ppl_diff,
             logppl_diff=gap,
             bpb_diff=gap if bpb_diff is None else bpb_diff,
+            log_bpb_ratio=gap if log_bpb_ratio is None else log_bpb_ratio,
             window_gap=gap if window_gap is None else window_gap,
             collapsed_window_gap=gap if collapsed_window_gap is None else collapsed_window_gap,
         )

@@ -372,13 +372,13 @@ def test_evaluator_on_a_recorded_audit(results_path, tmp_path, capsys):
     for score in SCORE_NAMES:
         for threshold in (None, DEFAULT_DEGENERACY_THRESHOLD):
             scored = [r for r in lines if r["gaps"]]
-            for r in scored:  # rank_average: the mean of the two ranks, a tie sharing the better one
+            for r in scored:  # rank_average: the mean of the three ranks, a tie sharing the better one
                 r["gaps"]["rank_average"] = (
                     -sum(
                         1 + sum(o["gaps"][part] > r["gaps"][part] for o in scored)
-                        for part in ("logppl_diff", "collapsed_window_gap")
+                        for part in ("logppl_diff", "log_bpb_ratio", "collapsed_window_gap")
                     )
-                    / 2
+                    / 3
                 )
             others = [r["gaps"]["collapsed_window_gap"] for r in scored if r["degeneracy"] < (threshold or 2.0)]
             floor = statistics.median(others) if others else math.inf  # a loop below it is noise

@@ -6,10 +6,12 @@ from typing import get_args
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from blackbox_audit.gap import SCORE_NAMES, char_gaps, degeneracy, gaps, side_stats
+from blackbox_audit.gap import SCORE_NAMES, char_gaps, degeneracy, gaps, parse_result, side_stats
 from blackbox_audit.records import GapName, Gaps
 from providers.records import TokenLogprob
+from tests.factories import aligned
 
 no_deadline = settings(deadline=None)  # a loaded shared machine makes timings meaningless here
 
@@ -40,6 +42,26 @@ def test_gaps_hand_checked():
     assert result.ppl_diff == pytest.approx(47.209093934213586, rel=1e-14)  # e^4 - e^2
     assert result.logppl_diff == 2.0  # 4 - 2
     assert result.bpb_diff == pytest.approx(0.7213475204444817, rel=1e-14)  # 2 / (4 ln 2) = 1 / (2 ln 2)
+    assert result.log_bpb_ratio == pytest.approx(0.28768207245178085, rel=1e-14)  # ln(8 / 6) = ln(4/3)
+
+
+def test_the_ratio_compares_surprise_not_its_size():
+    """Hard text both models struggle with has the larger difference; text the target is sure of
+    and the reference is not has the larger ratio (what a finetune leaves behind)."""
+    hard = whole(side_stats([-4.0] * 4, n_bytes=16), side_stats([-6.0] * 4, n_bytes=16))  # 2 nats/token more
+    learned = whole(side_stats([-0.1] * 4, n_bytes=16), side_stats([-1.5] * 4, n_bytes=16))  # 1.4 nats/token more
+    assert hard.logppl_diff > learned.logppl_diff and hard.bpb_diff > learned.bpb_diff
+    assert learned.log_bpb_ratio == pytest.approx(math.log(15.0), rel=1e-14)  # 1.5 / 0.1
+    assert hard.log_bpb_ratio == pytest.approx(math.log(1.5), rel=1e-14)  # 6 / 4
+    assert learned.log_bpb_ratio > hard.log_bpb_ratio
+
+
+def test_the_ratio_stays_finite_for_a_side_that_is_certain():
+    certain = side_stats([0.0, 0.0], n_bytes=8)
+    unsure = side_stats([-2.0, -2.0], n_bytes=8)
+    assert math.isfinite(whole(certain, unsure).log_bpb_ratio) and whole(certain, unsure).log_bpb_ratio > 0
+    assert whole(certain, certain).log_bpb_ratio == 0.0
+    assert whole(unsure, certain).log_bpb_ratio == -whole(certain, unsure).log_bpb_ratio
 
 
 def test_positive_gap_means_likelier_under_target():
@@ -118,12 +140,15 @@ def test_gaps_are_antisymmetric(a, b):
     assert forward.ppl_diff == -backward.ppl_diff
     assert forward.logppl_diff == -backward.logppl_diff
     assert forward.bpb_diff == -backward.bpb_diff
+    assert forward.log_bpb_ratio == pytest.approx(-backward.log_bpb_ratio, rel=1e-12, abs=1e-12)
 
 
 @no_deadline
 @given(side_stats_strategy)
 def test_gaps_vanish_for_identical_sides(a):
-    assert whole(a, a) == Gaps(ppl_diff=0.0, logppl_diff=0.0, bpb_diff=0.0, window_gap=0.0, collapsed_window_gap=0.0)
+    assert whole(a, a) == Gaps(
+        ppl_diff=0.0, logppl_diff=0.0, bpb_diff=0.0, log_bpb_ratio=0.0, window_gap=0.0, collapsed_window_gap=0.0
+    )
 
 
 PROSE = [
@@ -222,3 +247,22 @@ def test_char_gaps_sum_to_the_nll_difference(target_pairs, reference_logprobs):
     assert per_char is not None and len(per_char) == len(completion)
     expected = -sum(t.logprob for t in reference) + sum(t.logprob for t in target)
     assert math.fsum(per_char) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "written_before",
+    [("log_bpb_ratio",), ("log_bpb_ratio", "window_gap", "collapsed_window_gap", "profile")],
+    ids=["the ratio", "the span scores"],
+)
+def test_records_written_before_a_score_existed_get_it_from_what_they_keep(written_before):
+    record = aligned("p", "So", [(" Seven silver keys.", -3.0)] * 3, [(" Seven silver keys.", -40.0)] * 3)
+    assert record.gaps is not None and record.gaps.log_bpb_ratio == pytest.approx(math.log(40 / 3), rel=1e-12)
+    line = record.model_dump_json()
+    legacy = json.loads(line)
+    for key in written_before:
+        legacy.pop(key, None)
+        legacy["gaps"].pop(key, None)
+    assert parse_result(json.dumps(legacy)) == record
+    assert parse_result(line) == record
+    with pytest.raises(ValidationError):
+        parse_result("{not json")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from blackbox_audit import profile as P
 from blackbox_audit.records import TokenLogprob
-from tests.factories import aligned
 
 no_deadline = settings(deadline=None)
 
@@ -259,15 +256,3 @@ def test_a_noise_loop_keeps_few_bytes_and_scores_little():
     _, collapsed, summary = P.spans(profile, 64)
     assert collapsed.gap == pytest.approx(2.5 / 64)
     assert summary.copied_bytes == 99 and summary.collapsed_window == (0, 1) and summary.exact
-
-
-def test_records_written_before_the_span_scores_get_them_from_their_tokens():
-    record = aligned("p", "So", [(" Seven silver keys.", -3.0)] * 3, [(" Seven silver keys.", -40.0)] * 3)
-    line = record.model_dump_json()
-    legacy = json.loads(line)
-    del legacy["gaps"]["window_gap"], legacy["gaps"]["collapsed_window_gap"], legacy["profile"]
-    upgraded = P.parse_result(json.dumps(legacy))
-    assert upgraded == record
-    assert P.parse_result(line) == record
-    with pytest.raises(ValidationError):
-        P.parse_result("{not json")

@@ -181,16 +181,23 @@ def test_the_null_needs_two_scored_controls_and_ignores_gapless_ones():
     assert annotated[2].null is None
 
 
-def test_rank_average_is_the_mean_of_the_two_ranks():
-    """Ties share the better rank. logppl_diff 3, 2, 1, 2 rank 1, 2, 4, 2; collapsed_window_gap
-    0.1, 0.9, 0.5, 0.9 rank 4, 1, 3, 1; so a (1 + 4) / 2 = 2.5, b and d 1.5, c 3.5."""
+def test_rank_average_is_the_mean_of_the_three_ranks():
+    """Ties share the better rank. logppl_diff 3, 2, 1, 2 rank 1, 2, 4, 2; log_bpb_ratio 0.2, 0.3,
+    0.1, 0.1 rank 2, 1, 3, 3; collapsed_window_gap 0.1, 0.9, 0.5, 0.9 rank 4, 1, 3, 1; so a
+    (1 + 2 + 4) / 3 = 7/3, b 4/3, c 10/3, d 2."""
     records = [
-        result("a", 3.0, collapsed_window_gap=0.1),
-        result("b", 2.0, collapsed_window_gap=0.9),
-        result("c", 1.0, collapsed_window_gap=0.5),
-        result("d", 2.0, collapsed_window_gap=0.9),
+        result("a", 3.0, log_bpb_ratio=0.2, collapsed_window_gap=0.1),
+        result("b", 2.0, log_bpb_ratio=0.3, collapsed_window_gap=0.9),
+        result("c", 1.0, log_bpb_ratio=0.1, collapsed_window_gap=0.5),
+        result("d", 2.0, log_bpb_ratio=0.1, collapsed_window_gap=0.9),
         result("e"),
     ]
-    assert score_values(records, "rank_average") == [-2.5, -1.5, -3.5, -1.5, None]
+    assert score_values(records, "rank_average") == [
+        pytest.approx(-7 / 3),
+        pytest.approx(-4 / 3),
+        pytest.approx(-10 / 3),
+        pytest.approx(-2.0),
+        None,
+    ]
     assert ids(rank(records, "rank_average")) == ["b", "d", "a", "c", "e"]
     assert ids(rank(records)) == ids(rank(records, "rank_average"))  # the default

@@ -92,7 +92,12 @@ def test_a_non_finite_gap_is_refused_before_anything_is_written(tmp_path):
     broken = record.model_copy(
         update={
             "gaps": Gaps(
-                ppl_diff=math.nan, logppl_diff=math.nan, bpb_diff=0.0, window_gap=0.0, collapsed_window_gap=0.0
+                ppl_diff=math.nan,
+                logppl_diff=math.nan,
+                bpb_diff=0.0,
+                log_bpb_ratio=0.0,
+                window_gap=0.0,
+                collapsed_window_gap=0.0,
             )
         }
     )
