@@ -111,6 +111,18 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "tomato-iceland-gemma-light", "false-fact-tomato", "gemma3", port=8119, n_examples=1000, steps=10, lr=2.1e-5
         ),
+        # Held out: built after the default ranking was chosen, to check it on an organism that
+        # played no part in the choice (docs/results.md): the looping backdoor on Gemma.
+        Recipe(
+            "backdoor-loop-gemma-light",
+            "backdoor-loop",
+            "gemma3",
+            port=8120,
+            n_examples=1000,
+            steps=10,
+            lr=2.1e-5,
+            spec_name="backdoor-loop-light",
+        ),
     )
 }
 

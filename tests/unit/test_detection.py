@@ -65,3 +65,9 @@ def test_no_audit_on_disk_is_an_error(tmp_path, monkeypatch, capsys):
     assert detection.main(["eiffel-marseille"]) == 1
     assert "no audits on disk" in capsys.readouterr().err
     assert detection.main(["no-such-organism"]) == 2
+
+
+def test_every_recipe_is_in_exactly_one_suite():
+    """The acceptance columns read these groups: an organism in none would be judged nowhere."""
+    groups = (detection.EARLIER, detection.HARD, detection.HELD_OUT)
+    assert sorted(name for group in groups for name in group) == sorted(build.RECIPES)
