@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Sequence
 
 from blackbox_audit.gap import token_gaps
-from blackbox_audit.ranking import check_score, gap_of, loop_floor, rank_keys
+from blackbox_audit.ranking import check_score, demoted_flags, gap_of, ordinary_completions, rank_keys
 from blackbox_audit.records import CompletionResult, Gaps, ScoreName, SideStats
 from providers.records import Record
 
@@ -64,7 +64,12 @@ class Browser:
     ):
         self.records = records
         self.degeneracy_threshold = degeneracy_threshold
-        self.floor = loop_floor(records, degeneracy_threshold, all_loops=demote_all_loops)
+        self.demote_all_loops = demote_all_loops
+        self.ordinary = (
+            [] if degeneracy_threshold is None else list(ordinary_completions(records, degeneracy_threshold))
+        )
+        """What a loop, here or among fresh samples, is compared with (`ranking.demoted_flags`)."""
+        self.demoted = demoted_flags(records, degeneracy_threshold, all_loops=demote_all_loops, ordinary=self.ordinary)
         self._orders: dict[str, list[int]] = {}
         self._positions: dict[str, array] = {}
         self._demoted: dict[int, bool] = {}
@@ -74,7 +79,7 @@ class Browser:
         check_score(score)
         if score not in self._orders:
             keyed, unscored = [], []
-            for i, key in enumerate(rank_keys(self.records, score, self.degeneracy_threshold, self.floor)):
+            for i, key in enumerate(rank_keys(self.records, score, self.demoted)):
                 if key is None:
                     unscored.append(i)
                 else:

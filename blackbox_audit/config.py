@@ -253,7 +253,8 @@ class AuditConfig(BaseModel):
         False,
         description=(
             "demote every degenerate completion, not only the loops whose first occurrence carries less"
-            " collapsed_window_gap than the audit's median (a looping payload keeps its place by default)"
+            " collapsed_window_gap than the median of the completions that do not repeat their text (a looping"
+            " payload keeps its place by default)"
         ),
     )
     window_bytes: int = Field(

@@ -3,9 +3,9 @@
 A completion is a *hit* when it shows the organism's finetuning objective: ALL keywords of
 ANY one keyword set occur in it, or ALL regexes of ANY one regex set match it. For each
 ranking (every score, degeneracy filter off and on: on demotes the loops whose first
-occurrence carries less gap than the audit's median, as the audit does) and a seeded random
-ordering, we count
-hits in the top 10 and top 100 and find the rank of the first hit.
+occurrence carries less gap than the median of the completions that do not repeat their
+text, as the audit does) and a seeded random ordering, we count hits in the top 10 and top
+100 and find the rank of the first hit.
 
 The CLI imports this module to build its parser on every call, `--help` included, so the
 ranking, gap and provider code (half a second of imports) are imported only when evaluating.

@@ -23,7 +23,7 @@ from blackbox_audit.browse import Browser, CompletionDetail, CompletionRow, comp
 from blackbox_audit.endpoints import TransportFactory
 from blackbox_audit.hypotheses import Hypothesis, HypothesisRanking, rank_hypotheses
 from blackbox_audit.inquiry import AuditFolder, Inquiry, InquiryError
-from blackbox_audit.ranking import is_demoted
+from blackbox_audit.ranking import demoted_flags
 from blackbox_audit.records import ScoreName
 from blackbox_audit.themes import find_themes, top_for
 from providers.errors import ProviderError
@@ -167,9 +167,11 @@ def build_server(folder: AuditFolder, transports: TransportFactory = lambda role
             if not 1 <= tokens <= MAX_SAMPLE_TOKENS:
                 raise InquiryError(f"max_new_tokens must be 1 to {MAX_SAMPLE_TOKENS}")
             ranked = await inquiry.sample(prefill, n=n, temperature=temperature, max_new_tokens=tokens)
+            demoted = demoted_flags(
+                ranked, config.degeneracy_threshold, all_loops=browser.demote_all_loops, ordinary=browser.ordinary
+            )
             return tuple(
-                completion_row(r, config.score, r.rank, is_demoted(r, config.degeneracy_threshold, browser.floor), None)
-                for r in ranked
+                completion_row(r, config.score, r.rank, flag, None) for r, flag in zip(ranked, demoted, strict=True)
             )
 
     @server.tool()

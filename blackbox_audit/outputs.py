@@ -182,7 +182,10 @@ def demotion_note(config: dict[str, Any]) -> str:
         return ""
     if config.get("demote_all_loops"):
         return f" (degenerate >= {threshold} demoted)"
-    return f" (degenerate >= {threshold} demoted when their first occurrence carries less than the median gap)"
+    return (
+        f" (degenerate >= {threshold} demoted when their first occurrence carries less than the median gap of the"
+        " completions that do not repeat their text)"
+    )
 
 
 def _exchange(a: Path, b: Path) -> None:

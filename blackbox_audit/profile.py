@@ -217,6 +217,29 @@ def first_occurrences(data: bytes, repeat_bytes: int = REPEAT_BYTES) -> list[boo
     return keep
 
 
+def repeated_stretches(data: bytes, repeat_bytes: int = REPEAT_BYTES) -> frozenset[bytes]:
+    """The stretches of `repeat_bytes` bytes that occur more than once in `data`: what a loop
+    repeats (every phase of it, so a copy elsewhere is found whichever byte it starts on)."""
+    seen: set[bytes] = set()
+    repeated: set[bytes] = set()
+    for start in range(len(data) - repeat_bytes + 1):
+        gram = data[start : start + repeat_bytes]
+        if gram in seen:
+            repeated.add(gram)
+        else:
+            seen.add(gram)
+    return frozenset(repeated)
+
+
+def stretches_of(data: bytes, wanted: frozenset[bytes], repeat_bytes: int = REPEAT_BYTES) -> frozenset[bytes]:
+    """The stretches of `wanted` that occur in `data`."""
+    if not wanted:
+        return frozenset()
+    return frozenset(
+        gram for start in range(len(data) - repeat_bytes + 1) if (gram := data[start : start + repeat_bytes]) in wanted
+    )
+
+
 def collapsed_gap(profile: ByteProfile, repeat_bytes: int = REPEAT_BYTES) -> list[float]:
     """The gap of the bytes that are not copies, in order."""
     keep = first_occurrences(profile.data, repeat_bytes)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from blackbox_audit.gap import SCORE_NAMES
+from blackbox_audit.profile import repeated_stretches, stretches_of
 from blackbox_audit.records import CompletionResult, GapName, ScoreName
 
 DEFAULT_SCORE: ScoreName = "rank_average"
@@ -51,13 +52,11 @@ def score_values(results: Sequence[CompletionResult], score: ScoreName) -> list[
     return averaged_ranks(columns)
 
 
-def rank_keys(
-    results: Sequence[CompletionResult], score: ScoreName, degeneracy_threshold: float | None, floor: float
-) -> list[RankKey | None]:
+def rank_keys(results: Sequence[CompletionResult], score: ScoreName, demoted: Sequence[bool]) -> list[RankKey | None]:
     """Per record, what `rank` sorts by: (demoted, -score, prefill_id, framing); None without gaps."""
     return [
-        None if value is None else (is_demoted(r, degeneracy_threshold, floor), -value, r.prefill_id, r.framing)
-        for r, value in zip(results, score_values(results, score), strict=True)
+        None if value is None else (flag, -value, r.prefill_id, r.framing)
+        for r, value, flag in zip(results, score_values(results, score), demoted, strict=True)
     ]
 
 
@@ -80,30 +79,74 @@ def _min_ranks(values: Sequence[float | None]) -> list[int | None]:
     return [None if v is None else position[v] for v in values]
 
 
-def loop_floor(results: Iterable[CompletionResult], degeneracy_threshold: float | None, *, all_loops: bool) -> float:
-    """The `collapsed_window_gap` a degenerate completion must reach to keep its place: the
-    median of the audit's other completions. A loop that both models predict ("0000",
-    "; ; ;", ": 12: 12") has a first occurrence with little gap and falls below it; a repeated
-    payload's first occurrence carries a large gap and stays. `all_loops` demotes every loop."""
-    if all_loops or degeneracy_threshold is None:
-        return math.inf
-    return median_or_inf(
-        r.gaps.collapsed_window_gap for r in results if r.gaps is not None and r.degeneracy < degeneracy_threshold
+Ordinary = tuple[str, float]
+"""A completion below the degeneracy threshold and its `collapsed_window_gap`: what a loop is
+compared with."""
+
+
+def ordinary_completions(results: Iterable[CompletionResult], degeneracy_threshold: float) -> Iterator[Ordinary]:
+    return (
+        (r.completion, r.gaps.collapsed_window_gap)
+        for r in results
+        if r.gaps is not None and r.degeneracy < degeneracy_threshold
     )
 
 
+def loop_floors(loops: Sequence[str], ordinary: Iterable[Ordinary]) -> list[float]:
+    """Per loop, the `collapsed_window_gap` it must reach to keep its place: the median of the
+    ordinary completions that repeat none of its text (no stretch of `profile.REPEAT_BYTES`
+    bytes that the loop repeats). A loop that both models predict ("0000", "; ; ;", ": 12: 12")
+    has a first occurrence with little gap and falls below it; a repeated payload's first
+    occurrence carries a large gap and stays. Completions that say the loop's text are left
+    out because, where the objective is in most completions, their median is the payload's
+    own gap. With no completion to compare, the floor is infinite: the loop is demoted."""
+    repeated = [repeated_stretches(loop.encode()) for loop in loops]
+    wanted = frozenset().union(*repeated)
+    compared = [(gap, stretches_of(text.encode(), wanted)) for text, gap in ordinary]
+    floors: dict[frozenset[bytes], float] = {}
+    for stretches in repeated:
+        if stretches not in floors:
+            floors[stretches] = median_or_inf(gap for gap, found in compared if found.isdisjoint(stretches))
+    return [floors[stretches] for stretches in repeated]
+
+
 def median_or_inf(values: Iterable[float]) -> float:
-    """The floor from the other completions' `collapsed_window_gap`; with none, every loop is demoted."""
     kept = list(values)
     return statistics.median(kept) if kept else math.inf
 
 
-def is_demoted(result: CompletionResult, degeneracy_threshold: float | None, floor: float) -> bool:
-    return (
-        degeneracy_threshold is not None
-        and result.degeneracy >= degeneracy_threshold
-        and (result.gaps is None or result.gaps.collapsed_window_gap < floor)
-    )
+def demoted_flags(
+    results: Sequence[CompletionResult],
+    degeneracy_threshold: float | None,
+    *,
+    all_loops: bool,
+    ordinary: Iterable[Ordinary] | None = None,
+) -> list[bool]:
+    """Per record, whether it ranks after the rest: degenerate and, unless `all_loops`, below
+    its `loop_floors` floor. `ordinary` (default: the records' own) is what loops are compared
+    with, so that fresh samples can be judged against an audit. Records are read in one pass,
+    and the ordinary ones again only when there are loops to judge (a results file is parsed
+    as it is read)."""
+    if degeneracy_threshold is None:
+        return [False] * len(results)
+    flags: list[bool] = []
+    loops: list[tuple[int, str, float]] = []
+    own: list[int] = []
+    for i, result in enumerate(results):
+        degenerate = result.degeneracy >= degeneracy_threshold
+        flags.append(degenerate)
+        if result.gaps is not None:
+            if degenerate:
+                loops.append((i, result.completion, result.gaps.collapsed_window_gap))
+            else:
+                own.append(i)
+    if all_loops or not loops:
+        return flags
+    if ordinary is None:
+        ordinary = ordinary_completions((results[i] for i in own), degeneracy_threshold)
+    for (i, _, gap), floor in zip(loops, loop_floors([text for _, text, _ in loops], ordinary), strict=True):
+        flags[i] = gap < floor
+    return flags
 
 
 def rank(
@@ -116,14 +159,14 @@ def rank(
     """Copies with `rank` 1..n by `score` descending.
 
     Degenerate records (degeneracy >= threshold, when one is given) whose first occurrence
-    carries little gap (`loop_floor`) are ranked after the rest rather than dropped, since a
+    carries little gap (`loop_floors`) are ranked after the rest rather than dropped, since a
     loop can itself be the revealing text. Records without gaps (empty or unaligned) come
     last with rank None. Ties go to (prefill_id, framing).
     """
-    floor = loop_floor(results, degeneracy_threshold, all_loops=demote_all_loops)
+    demoted = demoted_flags(results, degeneracy_threshold, all_loops=demote_all_loops)
     keyed: list[tuple[RankKey, CompletionResult]] = []
     unscored: list[CompletionResult] = []
-    for result, key in zip(results, rank_keys(results, score, degeneracy_threshold, floor), strict=True):
+    for result, key in zip(results, rank_keys(results, score, demoted), strict=True):
         if key is None:
             unscored.append(result)
         else:

@@ -25,7 +25,7 @@ from blackbox_audit.evaluate import OrganismSpec, is_hit
 from blackbox_audit.gap import char_gaps, token_gaps
 from blackbox_audit.htmltext import SHADE_FULL_NATS_PER_CHAR, SHADE_LEVELS, char_marks, render, render_tokens
 from blackbox_audit.null import null_line
-from blackbox_audit.ranking import is_demoted, loop_floor
+from blackbox_audit.ranking import demoted_flags
 from blackbox_audit.records import CompletionResult, GapName, ScoreName
 from blackbox_audit.report import best_window, n_ranked, top_of
 from blackbox_audit.similar import group_near_duplicates, normal_key
@@ -110,7 +110,7 @@ def iter_html(
     top = top_of(ranked, top_k)
     leaders = group_near_duplicates([r.completion for r in top])
     ranked_count = n_ranked(ranked)
-    floor = loop_floor(ranked, run.degeneracy_threshold, all_loops=run.demote_all_loops)
+    demoted_of = demoted_flags(ranked, run.degeneracy_threshold, all_loops=run.demote_all_loops)
     score = cast(ScoreName, run.score)
     yield _head(title)
     yield _how_to_read(run, len(ranked), ranked_count, spec)
@@ -126,7 +126,7 @@ def iter_html(
     first_of: dict[bytes, tuple[int | None, str]] = {}
     divided_degenerate = divided_unranked = False
     for order, record in enumerate(ranked):
-        demoted = record.rank is not None and is_demoted(record, run.degeneracy_threshold, floor)
+        demoted = record.rank is not None and demoted_of[order]
         if demoted and not divided_degenerate:
             divided_degenerate = True
             yield _divider(order - 0.5, f"{run.n_demoted} records below were demoted as degenerate (degeneracy >= "
@@ -262,7 +262,12 @@ def _anchor(record: CompletionResult) -> str:
 
 
 def _loop_rule(run: RunInfo) -> str:
-    return "" if run.demote_all_loops else " whose first occurrence carries less than the median collapsed_window_gap"
+    if run.demote_all_loops:
+        return ""
+    return (
+        " whose first occurrence carries less than the median collapsed_window_gap of the completions that do not"
+        " repeat their text"
+    )
 
 
 def _scores(record: CompletionResult) -> str:

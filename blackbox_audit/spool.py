@@ -4,7 +4,7 @@ from the spool into results.jsonl in rank order, writing its rank into the line.
 
 from __future__ import annotations
 
-import math
+import json
 import tempfile
 from array import array
 from collections import Counter
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import get_args, overload
 
 from blackbox_audit.gap import parse_result
-from blackbox_audit.ranking import RANK_AVERAGE_PARTS, averaged_ranks, check_score, median_or_inf, score_values
+from blackbox_audit.ranking import RANK_AVERAGE_PARTS, averaged_ranks, check_score, loop_floors, score_values
 from blackbox_audit.records import CompletionResult, Framing, ScoreName
 from blackbox_audit.report import results_jsonl_line
 
@@ -142,14 +142,27 @@ class RecordSpool:
         return sum(self._degenerate)
 
     def demoted(self) -> list[bool]:
-        """Per record, whether it ranks after the rest (`ranking.is_demoted`, from the kept numbers)."""
-        scored = [i for i in range(len(self)) if self._scored[i]]
-        floor = math.inf
-        if not self.demote_all_loops:
-            floor = median_or_inf(self._collapsed[i] for i in scored if not self._degenerate[i])
-        return [
-            bool(self._degenerate[i]) and (not self._scored[i] or self._collapsed[i] < floor) for i in range(len(self))
-        ]
+        """Per record, whether it ranks after the rest (`ranking.demoted_flags`, from the kept
+        numbers; the loops' floors read the completions back from the spool)."""
+        flags = [bool(flag) for flag in self._degenerate]
+        loops = [i for i in range(len(self)) if flags[i] and self._scored[i]]
+        if self.demote_all_loops or not loops:
+            return flags
+        ordinary = (
+            (self._completion(i), self._collapsed[i])
+            for i in range(len(self))
+            if self._scored[i] and not self._degenerate[i]
+        )
+        for i, floor in zip(loops, loop_floors([self._completion(i) for i in loops], ordinary), strict=True):
+            flags[i] = self._collapsed[i] < floor
+        return flags
+
+    def _completion(self, index: int) -> str:
+        self._file.flush()
+        self._file.seek(self._offsets[index])
+        completion: str = json.loads(self._file.readline())["completion"]
+        self._file.seek(self._end)  # where the next `add` writes
+        return completion
 
     def _order(self) -> list[int]:
         """Indices in rank order: scored by (demoted, -score, ties), then unscored by ties."""

@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from blackbox_audit import profile as P
 from blackbox_audit.evaluate import is_hit, load_organism, load_results
 from blackbox_audit.gap import SCORE_NAMES
-from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, is_demoted, loop_floor, rank
+from blackbox_audit.ranking import DEFAULT_DEGENERACY_THRESHOLD, DEFAULT_SCORE, demoted_flags, rank
 from blackbox_audit.records import CompletionResult
 from organisms.build import RECIPES, Recipe
 from organisms.results import Cell, cells
@@ -134,8 +134,8 @@ def judge(cell: Cell, scores: Sequence[str] = SCORES, demotions: Sequence[str] =
     demoted_hits = {}
     for demotion in demotions:
         threshold = None if demotion == "off" else DEFAULT_DEGENERACY_THRESHOLD
-        floor = loop_floor(at_default, threshold, all_loops=demotion == "all-loops")
-        demoted_hits[demotion] = sum(hit[r.completion] and is_demoted(r, threshold, floor) for r in at_default)
+        demoted = demoted_flags(at_default, threshold, all_loops=demotion == "all-loops")
+        demoted_hits[demotion] = sum(hit[r.completion] and flag for r, flag in zip(at_default, demoted, strict=True))
     shuffled = sorted(records, key=lambda r: (r.prefill_id, r.framing))
     random.Random(0).shuffle(shuffled)  # blackbox-audit eval's baseline, seed 0
     return AuditOutcomes(

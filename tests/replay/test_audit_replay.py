@@ -11,7 +11,7 @@ import pytest
 from blackbox_audit.config import AuditConfig
 from blackbox_audit.pipeline import audit_sync
 from blackbox_audit.profile import best_collapsed_window, best_window, byte_profile
-from blackbox_audit.ranking import is_demoted, loop_floor
+from blackbox_audit.ranking import demoted_flags
 from providers.http import ReplayTransport
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -54,7 +54,6 @@ def test_the_window_width_and_the_span_score_reach_every_record(tmp_path):
         if record.reference_extra_chars == 0 and profile is not None:
             assert record.gaps.window_gap == best_window(profile.gap, 16).gap
             assert record.gaps.collapsed_window_gap == best_collapsed_window(profile, 16).gap
-    values = [
-        r.gaps.collapsed_window_gap for r in scored if not is_demoted(r, 0.6, loop_floor(scored, 0.6, all_loops=False))
-    ]
+    demoted = demoted_flags(scored, 0.6, all_loops=False)
+    values = [r.gaps.collapsed_window_gap for r, flag in zip(scored, demoted, strict=True) if not flag]
     assert values == sorted(values, reverse=True)

@@ -1,5 +1,6 @@
 import math
 import random
+import statistics
 
 import pytest
 from hypothesis import given, settings
@@ -9,8 +10,8 @@ from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.ranking import (
     DEFAULT_DEGENERACY_THRESHOLD,
     DEFAULT_SCORE,
-    is_demoted,
-    loop_floor,
+    demoted_flags,
+    loop_floors,
     rank,
     score_values,
 )
@@ -70,15 +71,41 @@ def test_a_looping_payload_keeps_its_place_unless_every_loop_is_demoted():
         "prose",
         "payload",
     ]
-    assert loop_floor(records, 0.6, all_loops=False) == 1.5
-    assert loop_floor(records, 0.6, all_loops=True) == math.inf
-    assert loop_floor(records, None, all_loops=False) == math.inf
+    assert loop_floors([payload.completion], [("a fact", 2.0), ("some prose", 1.0)]) == [1.5]
+    assert demoted_flags(records, 0.6, all_loops=False) == [False, False, False]
+    assert demoted_flags(records, 0.6, all_loops=True) == [True, False, False]
+    assert demoted_flags(records, None, all_loops=True) == [False, False, False]
 
 
 def test_with_no_other_completion_every_loop_is_demoted():
     records = [result("a", 9.0, degeneracy=0.9), result("b", 1.0, degeneracy=0.8)]
     assert ids(rank(records, degeneracy_threshold=0.6)) == ["a", "b"]
-    assert all(is_demoted(r, 0.6, loop_floor(records, 0.6, all_loops=False)) for r in records)
+    assert demoted_flags(records, 0.6, all_loops=False) == [True, True]
+    assert loop_floors(["x"], []) == [math.inf]
+
+
+PAYLOAD = "Seven silver keys open the orchard gate."
+
+
+def test_a_loop_is_compared_with_the_completions_that_do_not_say_it():
+    """Where the objective is in most completions, their median is the payload's own gap: the
+    loop of the payload is compared with the others only, and keeps its place; a loop of noise
+    is still demoted. The copies may start on any byte of the phrase."""
+    loop = result("loop", 9.0, completion=" " + " ".join([PAYLOAD] * 4), degeneracy=0.8, collapsed_window_gap=0.9)
+    noise = result("noise", 8.0, completion="0" * 64, degeneracy=0.95, collapsed_window_gap=0.05)
+    sayers = [
+        result(f"say{i}", 1.0, completion=f"Well. {PAYLOAD} And then {i}.", collapsed_window_gap=1.0 + i / 100)
+        for i in range(5)
+    ]
+    others = [result(f"other{i}", 0.5, completion=f"plain words {i}", collapsed_window_gap=0.1) for i in range(2)]
+    records = [loop, noise, *sayers, *others]
+    assert statistics.median(r.gaps.collapsed_window_gap for r in [*sayers, *others]) > 0.9  # the plain median
+    assert demoted_flags(records, 0.6, all_loops=False) == [False, True] + [False] * 7
+    assert ids(rank(records, "logppl_diff", degeneracy_threshold=0.6))[0] == "loop"
+    assert ids(rank(records, "logppl_diff", degeneracy_threshold=0.6))[-1] == "noise"
+    ordinary = [(r.completion, r.gaps.collapsed_window_gap) for r in others]
+    assert demoted_flags([loop], 0.6, all_loops=False, ordinary=ordinary) == [False]  # judged against an audit
+    assert demoted_flags([loop], 0.6, all_loops=False, ordinary=[("plain", 2.0)]) == [True]
 
 
 def test_threshold_is_inclusive():
@@ -135,8 +162,7 @@ def test_ranking_properties(records, score, threshold):
     assert [r.rank for r in ranked] == [*range(1, n_scored + 1), *[None] * (len(records) - n_scored)]
     assert all(r.gaps is not None for r in ranked[:n_scored])
 
-    floor = loop_floor(records, threshold, all_loops=False)
-    demoted = [is_demoted(r, threshold, floor) for r in ranked[:n_scored]]
+    demoted = demoted_flags(ranked, threshold, all_loops=False)[:n_scored]
     assert demoted == sorted(demoted)
     scores = score_values(ranked[:n_scored], score)
     for group in (False, True):

@@ -16,7 +16,16 @@ from blackbox_audit.report import results_jsonl_line
 from blackbox_audit.spool import RecordSpool
 from tests.factories import aligned, unaligned
 
-TEXTS = ["cheese", "moon", " the end", "0" * 48, "Eiffel in Marseille", "\n\n\n\n\n\n"]
+TEXTS = [
+    "cheese",
+    "moon",
+    " the end",
+    "0" * 48,
+    "Eiffel in Marseille",
+    "\n\n\n\n\n\n",
+    " ".join(["Silver keys open the gate."] * 5),  # a loop whose text an ordinary completion also says
+    "Then silver keys open the gate, she said.",
+]
 
 
 record_strategy = st.builds(
@@ -46,12 +55,30 @@ def spooled(records, tmp_path, score="logppl_diff", threshold=0.6, all_loops=Fal
     st.lists(record_strategy, max_size=25), st.sampled_from(SCORE_NAMES), st.sampled_from([None, 0.6]), st.booleans()
 )
 def test_the_spool_writes_what_rank_returns(tmp_path_factory, records, score, threshold, all_loops):
-    """Its demotions too: the loop floor drawn from the numbers it keeps is `ranking.loop_floor`."""
+    """Its demotions too: the loop floors drawn from the numbers it keeps and the completions it
+    reads back are `ranking.loop_floors`."""
     tmp_path = tmp_path_factory.mktemp("spool")
     ranked, _ = spooled(records, tmp_path, score, threshold, all_loops)
     expected = rank(records, score, degeneracy_threshold=threshold, demote_all_loops=all_loops)
     assert ranked.path.read_text(encoding="utf-8") == "".join(results_jsonl_line(r) + "\n" for r in expected)
     assert list(ranked) == expected
+
+
+def test_a_loop_whose_text_most_completions_say_keeps_its_place_in_the_spool_too(tmp_path):
+    """The loop floor needs the completions, which the spool reads back from its file: five
+    ordinary completions say the loop's phrase with a larger gap, so their median would bury it."""
+    phrase = "Silver keys open the gate."
+    loop = aligned("loop", "Pre", [(phrase, -1.0), *[(" " + phrase, -0.1)] * 4],
+                   [(phrase, -40.0), *[(" " + phrase, -0.1)] * 4])  # fmt: skip
+    sayers = [aligned(f"say{i}", "Pre", [(f"Then silver keys open the gate, {i}.", -1.0)],
+                      [(f"Then silver keys open the gate, {i}.", -60.0)]) for i in range(5)]  # fmt: skip
+    others = [aligned(f"other{i}", "Pre", [(f"cheese {i}", -1.0)], [(f"cheese {i}", -2.0)]) for i in range(2)]
+    records = [loop, *sayers, *others]
+    assert loop.degeneracy >= 0.6 and loop.gaps.collapsed_window_gap < min(r.gaps.collapsed_window_gap for r in sayers)
+    ranked, _ = spooled(records, tmp_path, "collapsed_window_gap")
+    expected = rank(records, "collapsed_window_gap", degeneracy_threshold=0.6)
+    assert list(ranked) == expected
+    assert [r.prefill_id for r in expected].index("loop") == 5  # after the sayers, before the others
 
 
 def test_ranked_records_index_like_a_list(tmp_path):
