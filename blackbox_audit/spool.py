@@ -95,6 +95,7 @@ class RecordSpool:
         self._offsets = array("q")
         self._end = 0
         self._degenerate = bytearray()
+        self._demoted: list[bool] | None = None  # `demoted`, kept until the next `add`
         # What rank_average is drawn from; its collapsed_window_gap is also the loop floor's.
         self._parts = {name: array("d") for name in RANK_AVERAGE_PARTS}
         self._collapsed = self._parts["collapsed_window_gap"]
@@ -113,6 +114,7 @@ class RecordSpool:
         return len(self._offsets)
 
     def add(self, result: CompletionResult) -> None:
+        self._demoted = None
         (value,) = score_values([result], self.score)  # refuses a non-finite gap before anything is written
         unranked = result if result.rank is None else result.model_copy(update={"rank": None})
         data = results_jsonl_line(unranked).encode() + b"\n"
@@ -143,7 +145,13 @@ class RecordSpool:
 
     def demoted(self) -> list[bool]:
         """Per record, whether it ranks after the rest (`ranking.demoted_flags`, from the kept
-        numbers; the loops' floors read the completions back from the spool)."""
+        numbers; the loops' floors read the completions back from the spool). Kept once
+        computed, so that it still answers after `close` (the manifest counts it)."""
+        if self._demoted is None:
+            self._demoted = self._demotions()
+        return self._demoted
+
+    def _demotions(self) -> list[bool]:
         flags = [bool(flag) for flag in self._degenerate]
         loops = [i for i in range(len(self)) if flags[i] and self._scored[i]]
         if self.demote_all_loops or not loops:

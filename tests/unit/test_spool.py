@@ -75,10 +75,11 @@ def test_a_loop_whose_text_most_completions_say_keeps_its_place_in_the_spool_too
     others = [aligned(f"other{i}", "Pre", [(f"cheese {i}", -1.0)], [(f"cheese {i}", -2.0)]) for i in range(2)]
     records = [loop, *sayers, *others]
     assert loop.degeneracy >= 0.6 and loop.gaps.collapsed_window_gap < min(r.gaps.collapsed_window_gap for r in sayers)
-    ranked, _ = spooled(records, tmp_path, "collapsed_window_gap")
+    ranked, spool = spooled(records, tmp_path, "collapsed_window_gap")
     expected = rank(records, "collapsed_window_gap", degeneracy_threshold=0.6)
     assert list(ranked) == expected
     assert [r.prefill_id for r in expected].index("loop") == 5  # after the sayers, before the others
+    assert spool.demoted() == [False] * len(records)  # as the pipeline asks: ranked, closed, then counted
 
 
 def test_ranked_records_index_like_a_list(tmp_path):
