@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from providers.openai_compatible import OpenAICompatibleProvider
-from providers.records import Capabilities, Completion, GenerateRequest, Generation
+from providers.openai_compatible import OwnLogprobsProvider
+from providers.records import Capabilities, GenerateRequest, TokenLogprob
 
 FIREWORKS_CAPABILITIES = Capabilities(
     generate_raw=True,
@@ -39,7 +39,7 @@ FIREWORKS_CAPABILITIES = Capabilities(
 """`generation_logprobs="raw"`: because we read `logprob`, never `sampling_logprob`."""
 
 
-class FireworksProvider(OpenAICompatibleProvider):
+class FireworksProvider(OwnLogprobsProvider):
     completion_logprobs: ClassVar[int] = 1
     echo_max_tokens: ClassVar[int] = 1
 
@@ -52,7 +52,7 @@ class FireworksProvider(OpenAICompatibleProvider):
         body["raw_output"] = True
         return path, body
 
-    def _raw_tokens(self, choice: Any, i: int) -> list:
+    def choice_tokens(self, choice: Any, i: int) -> list[TokenLogprob]:
         where = f"choices[{i}].raw_output"
         raw = self.wire.get(choice, "raw_output", where)
         logprobs = self.wire.logprobs_of(raw, "completion_logprobs", f"{where}.completion_logprobs")
@@ -73,32 +73,6 @@ class FireworksProvider(OpenAICompatibleProvider):
         ]:
             raise self.wire.fail(f"{where}.completion_token_ids", "differ from the ids of the logprob entries")
         return tokens
-
-    def _completion(self, choice: Any, i: int, text: Any) -> Completion:
-        if not isinstance(text, str):
-            raise self.wire.fail(f"choices[{i}].text", f"expected text, got {text!r}")
-        finish = choice.get("finish_reason")
-        tokens, stop = self.wire.split_stop_by_spelling(text, self._raw_tokens(choice, i), finish)
-        return Completion(text=text, tokens=tuple(tokens), finish_reason=finish, stop_token=stop)
-
-    def _parse_generation(self, payload: Any, n: int) -> Generation:
-        choices = self.wire.choices(payload, n)
-        return Generation(
-            completions=tuple(
-                self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)
-            ),
-            usage=self.wire.usage(payload),
-        )
-
-    def _parse_chat_generation(self, payload: Any, n: int) -> Generation:
-        choices = self.wire.choices(payload, n)
-        completions = []
-        for i, choice in enumerate(choices):
-            message = self.wire.get(choice, "message", f"choices[{i}].message")
-            completions.append(
-                self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or "")
-            )
-        return Generation(completions=tuple(completions), usage=self.wire.usage(payload))
 
 
 ADAPTER = FireworksProvider

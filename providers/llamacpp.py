@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from providers.openai_compatible import OpenAICompatibleProvider
-from providers.records import Capabilities, Completion, Generation, Prompt, TokenLogprob
+from providers.openai_compatible import OwnLogprobsProvider
+from providers.records import Capabilities, Prompt, TokenLogprob
 
 LLAMACPP_CAPABILITIES = Capabilities(
     generate_raw=True,
@@ -33,7 +33,7 @@ LLAMACPP_CAPABILITIES = Capabilities(
 )
 
 
-class LlamaCppProvider(OpenAICompatibleProvider):
+class LlamaCppProvider(OwnLogprobsProvider):
     completion_logprobs: ClassVar[int] = 1
     chat_top_logprobs: ClassVar[int] = 1
 
@@ -41,35 +41,10 @@ class LlamaCppProvider(OpenAICompatibleProvider):
     def declared_capabilities(cls, model: str) -> Capabilities:
         return LLAMACPP_CAPABILITIES
 
-    def _completion(self, choice: Any, i: int, text: Any) -> Completion:
-        where = f"choices[{i}]"
-        if not isinstance(text, str):
-            raise self.wire.fail(f"{where}.text", f"expected text, got {text!r}")
-        logprobs = self.wire.logprobs_of(choice, "logprobs", f"{where}.logprobs")
-        content = self.wire.get(logprobs, "content", f"{where}.logprobs.content")
-        tokens = self.wire.content_entries(content, f"{where}.logprobs.content", id_key="id")
-        finish = choice.get("finish_reason")
-        spelling, stop = self.wire.split_stop_by_spelling(text, tokens, finish)
-        return Completion(text=text, tokens=tuple(spelling), finish_reason=finish, stop_token=stop)
-
-    def _parse_generation(self, payload: Any, n: int) -> Generation:
-        choices = self.wire.choices(payload, n)
-        return Generation(
-            completions=tuple(
-                self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)
-            ),
-            usage=self.wire.usage(payload),
-        )
-
-    def _parse_chat_generation(self, payload: Any, n: int) -> Generation:
-        choices = self.wire.choices(payload, n)
-        completions = []
-        for i, choice in enumerate(choices):
-            message = self.wire.get(choice, "message", f"choices[{i}].message")
-            completions.append(
-                self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or "")
-            )
-        return Generation(completions=tuple(completions), usage=self.wire.usage(payload))
+    def choice_tokens(self, choice: Any, i: int) -> list[TokenLogprob]:
+        where = f"choices[{i}].logprobs"
+        content = self.wire.get(self.wire.logprobs_of(choice, "logprobs", where), "content", f"{where}.content")
+        return self.wire.content_entries(content, f"{where}.content", id_key="id")
 
     # -- tokenizer routes beside /v1, in llama.cpp's own words ---------------------------
 

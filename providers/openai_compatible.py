@@ -19,9 +19,11 @@ from providers.errors import CapabilityError
 from providers.http import HttpClient
 from providers.records import (
     Capabilities,
+    Completion,
     GenerateRequest,
     Generation,
     Prompt,
+    TokenLogprob,
     ends_with_prefill,
     is_chat,
 )
@@ -327,3 +329,41 @@ class OpenAICompatibleProvider(ContinuationScorer):
 
 
 ADAPTER = OpenAICompatibleProvider
+
+
+class OwnLogprobsProvider(OpenAICompatibleProvider):
+    """A service whose generation logprobs come in a shape of its own (`choice_tokens`), the same
+    on raw and chat choices; the stop token is split off by spelling the choice's text."""
+
+    choices_indexed: ClassVar[bool] = True
+    """False: the choices carry no `index` and are taken in the order given (Together)."""
+
+    def choice_tokens(self, choice: Any, i: int) -> list[TokenLogprob]:
+        """The generated tokens of choice `i`, in this service's shape."""
+        raise NotImplementedError
+
+    def _completion(self, choice: Any, i: int, text: Any) -> Completion:
+        if not isinstance(text, str):
+            raise self.wire.fail(f"choices[{i}].text", f"expected text, got {text!r}")
+        finish = choice.get("finish_reason")
+        spelling, stop = self.wire.split_stop_by_spelling(text, self.choice_tokens(choice, i), finish)
+        return Completion(text=text, tokens=tuple(spelling), finish_reason=finish, stop_token=stop)
+
+    def _parse_generation(self, payload: Any, n: int) -> Generation:
+        choices = self.wire.choices(payload, n, indexed=self.choices_indexed)
+        return Generation(
+            completions=tuple(
+                self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)
+            ),
+            usage=self.wire.usage(payload),
+        )
+
+    def _parse_chat_generation(self, payload: Any, n: int) -> Generation:
+        choices = self.wire.choices(payload, n, indexed=self.choices_indexed)
+        completions = []
+        for i, choice in enumerate(choices):
+            message = self.wire.get(choice, "message", f"choices[{i}].message")
+            completions.append(
+                self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or "")
+            )
+        return Generation(completions=tuple(completions), usage=self.wire.usage(payload))

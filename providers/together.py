@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from providers.openai_compatible import OpenAICompatibleProvider
-from providers.records import Capabilities, Completion, GenerateRequest, Generation, is_chat
+from providers.openai_compatible import OwnLogprobsProvider
+from providers.records import Capabilities, GenerateRequest, TokenLogprob, is_chat
 from providers.wire import EchoedToken
 
 TOGETHER_CAPABILITIES = Capabilities(
@@ -33,10 +33,12 @@ TOGETHER_CAPABILITIES = Capabilities(
 )
 
 
-class TogetherProvider(OpenAICompatibleProvider):
+class TogetherProvider(OwnLogprobsProvider):
     completion_logprobs: ClassVar[int] = 1
     echo_max_tokens: ClassVar[int] = 1
     """The generated token goes to `choices`, the prompt's to `prompt[]`: nothing to drop."""
+    choices_indexed: ClassVar[bool] = False
+    echo_field: ClassVar[str] = "prompt[0].logprobs"
 
     @classmethod
     def declared_capabilities(cls, model: str) -> Capabilities:
@@ -49,36 +51,9 @@ class TogetherProvider(OpenAICompatibleProvider):
             body["logprobs"] = 1
         return path, body
 
-    def _completion(self, choice: Any, i: int, text: Any) -> Completion:
-        where = f"choices[{i}]"
-        if not isinstance(text, str):
-            raise self.wire.fail(f"{where}.text", f"expected text, got {text!r}")
-        logprobs = self.wire.logprobs_of(choice, "logprobs", f"{where}.logprobs")
-        tokens = self.wire.flat_logprobs(logprobs, f"{where}.logprobs")
-        finish = choice.get("finish_reason")
-        spelling, stop = self.wire.split_stop_by_spelling(text, tokens, finish)
-        return Completion(text=text, tokens=tuple(spelling), finish_reason=finish, stop_token=stop)
-
-    def _parse_generation(self, payload: Any, n: int) -> Generation:
-        choices = self.wire.choices(payload, n, indexed=False)
-        return Generation(
-            completions=tuple(
-                self._completion(c, i, self.wire.get(c, "text", f"choices[{i}].text")) for i, c in enumerate(choices)
-            ),
-            usage=self.wire.usage(payload),
-        )
-
-    def _parse_chat_generation(self, payload: Any, n: int) -> Generation:
-        choices = self.wire.choices(payload, n, indexed=False)
-        completions = []
-        for i, choice in enumerate(choices):
-            message = self.wire.get(choice, "message", f"choices[{i}].message")
-            completions.append(
-                self._completion(choice, i, self.wire.get(message, "content", f"choices[{i}].message.content") or "")
-            )
-        return Generation(completions=tuple(completions), usage=self.wire.usage(payload))
-
-    echo_field: ClassVar[str] = "prompt[0].logprobs"
+    def choice_tokens(self, choice: Any, i: int) -> list[TokenLogprob]:
+        where = f"choices[{i}].logprobs"
+        return self.wire.flat_logprobs(self.wire.logprobs_of(choice, "logprobs", where), where)
 
     def echoed_prompt_tokens(self, payload: Any) -> list[EchoedToken]:
         """`prompt[0].logprobs`: the echoed prompt, apart from the generated `choices`."""
