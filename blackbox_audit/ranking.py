@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from blackbox_audit.gap import SCORE_NAMES
 from blackbox_audit.profile import repeated_stretches, stretches_of
@@ -122,29 +122,39 @@ def demoted_flags(
     all_loops: bool,
     ordinary: Iterable[Ordinary] | None = None,
 ) -> list[bool]:
-    """Per record, whether it ranks after the rest: degenerate and, unless `all_loops`, below
-    its `loop_floors` floor. `ordinary` (default: the records' own) is what loops are compared
-    with, so that fresh samples can be judged against an audit. Records are read in one pass,
-    and the ordinary ones again only when there are loops to judge (a results file is parsed
-    as it is read)."""
+    """Per record, whether it ranks after the rest (`demotions`). `ordinary` (default: the
+    records' own) is what loops are compared with, so that fresh samples can be judged against
+    an audit."""
     if degeneracy_threshold is None:
         return [False] * len(results)
-    flags: list[bool] = []
-    loops: list[tuple[int, str, float]] = []
-    own: list[int] = []
-    for i, result in enumerate(results):
-        degenerate = result.degeneracy >= degeneracy_threshold
-        flags.append(degenerate)
-        if result.gaps is not None:
-            if degenerate:
-                loops.append((i, result.completion, result.gaps.collapsed_window_gap))
-            else:
-                own.append(i)
+    degenerate: list[bool] = []
+    gaps: list[float | None] = []
+    for result in results:  # one pass: a results file is parsed as it is read
+        degenerate.append(result.degeneracy >= degeneracy_threshold)
+        gaps.append(None if result.gaps is None else result.gaps.collapsed_window_gap)
+    return demotions(degenerate, gaps, lambda i: results[i].completion, all_loops=all_loops, ordinary=ordinary)
+
+
+def demotions(
+    degenerate: Sequence[bool],
+    gaps: Sequence[float | None],
+    completion: Callable[[int], str],
+    *,
+    all_loops: bool,
+    ordinary: Iterable[Ordinary] | None = None,
+) -> list[bool]:
+    """Per record, from its degeneracy flag and `collapsed_window_gap` (None without gaps):
+    degenerate and, unless `all_loops`, below its `loop_floors` floor. `completion(i)` is asked
+    only when there are loops to judge, for them and for the ordinary records."""
+    flags = list(degenerate)
+    loops = [i for i, flag in enumerate(degenerate) if flag and gaps[i] is not None]
     if all_loops or not loops:
         return flags
     if ordinary is None:
-        ordinary = ordinary_completions((results[i] for i in own), degeneracy_threshold)
-    for (i, _, gap), floor in zip(loops, loop_floors([text for _, text, _ in loops], ordinary), strict=True):
+        ordinary = ((completion(i), gap) for i, gap in enumerate(gaps) if gap is not None and not degenerate[i])
+    for i, floor in zip(loops, loop_floors([completion(i) for i in loops], ordinary), strict=True):
+        gap = gaps[i]
+        assert gap is not None
         flags[i] = gap < floor
     return flags
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import get_args, overload
 
 from blackbox_audit.gap import parse_result
-from blackbox_audit.ranking import RANK_AVERAGE_PARTS, averaged_ranks, check_score, loop_floors, score_values
+from blackbox_audit.ranking import RANK_AVERAGE_PARTS, averaged_ranks, check_score, demotions, score_values
 from blackbox_audit.records import CompletionResult, Framing, ScoreName
 from blackbox_audit.report import results_jsonl_line
 
@@ -148,22 +148,13 @@ class RecordSpool:
         numbers; the loops' floors read the completions back from the spool). Kept once
         computed, so that it still answers after `close` (the manifest counts it)."""
         if self._demoted is None:
-            self._demoted = self._demotions()
+            self._demoted = demotions(
+                [bool(flag) for flag in self._degenerate],
+                [self._collapsed[i] if self._scored[i] else None for i in range(len(self))],
+                self._completion,
+                all_loops=self.demote_all_loops,
+            )
         return self._demoted
-
-    def _demotions(self) -> list[bool]:
-        flags = [bool(flag) for flag in self._degenerate]
-        loops = [i for i in range(len(self)) if flags[i] and self._scored[i]]
-        if self.demote_all_loops or not loops:
-            return flags
-        ordinary = (
-            (self._completion(i), self._collapsed[i])
-            for i in range(len(self))
-            if self._scored[i] and not self._degenerate[i]
-        )
-        for i, floor in zip(loops, loop_floors([self._completion(i) for i in loops], ordinary), strict=True):
-            flags[i] = self._collapsed[i] < floor
-        return flags
 
     def _completion(self, index: int) -> str:
         self._file.flush()
