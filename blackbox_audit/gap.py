@@ -269,8 +269,8 @@ def parse_result(line: str | bytes) -> CompletionResult:
     except ValueError:
         return CompletionResult.model_validate_json(line)  # its ValidationError says what is wrong
     stored = data.get("gaps") if isinstance(data, dict) else None
-    if not isinstance(stored, dict):
-        return CompletionResult.model_validate_json(line)
+    if not isinstance(stored, dict):  # no gaps (empty or unaligned): nothing to fill
+        return CompletionResult.model_validate(data)
     placeholders = {"log_bpb_ratio": 0.0, "window_gap": 0.0, "collapsed_window_gap": 0.0}
     result = CompletionResult.model_validate({**data, "gaps": {**placeholders, **stored}})
     if result.gaps is None or result.target is None or result.reference is None:
